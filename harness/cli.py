@@ -1,0 +1,232 @@
+"""The `harness` command: run, config, models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from harness import __version__
+from harness.errors import HarnessError
+
+logger = logging.getLogger("harness")
+
+# Exit statuses: 1 when a job failed, 2 for a user mistake (configuration, arguments), 130 on Ctrl-C.
+EXIT_JOB_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, default=Path("config.ini"), metavar="FILE",
+        help="base configuration file (default: config.ini in the current folder)",
+    )
+    parser.add_argument(
+        "-c", dest="extra_files", action="append", type=Path, default=[], metavar="FILE",
+        help="override file applied after config.ini and config.local.ini; repeat for more, the last wins",
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="override one value, applied after every file, e.g. --set train.hyperparameters.epochs=5",
+    )
+    parser.add_argument(
+        "--no-local", dest="use_local", action="store_false",
+        help="ignore config.local.ini",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Run a SageMaker ranking pipeline locally, against an embedded S3 and SageMaker API.",
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log harness internals too")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the pipeline on the configured target")
+    _add_config_options(run)
+    run.add_argument(
+        "-q", "--quiet", action="store_true",
+        help="print step starts and ends only, not the jobs' own output",
+    )
+
+    config = commands.add_parser("config", help="show or validate the effective configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    show = config_commands.add_parser("show", help="print the effective configuration")
+    _add_config_options(show)
+    show.add_argument("--origin", action="store_true", help="print the file and line of each value")
+    validate = config_commands.add_parser("validate", help="validate the configuration and the dataset")
+    _add_config_options(validate)
+
+    models = commands.add_parser("models", help="list the model packages in the local model registry")
+    _add_config_options(models)
+    models.add_argument("--json", action="store_true", help="print the packages as JSON")
+    return parser
+
+
+def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from harness.config import load_config
+
+    return load_config(args.config, args.extra_files, args.overrides, use_local=args.use_local)
+
+
+def _check_dataset(config) -> None:  # type: ignore[no-untyped-def]
+    from harness.config import validate_dataset
+    from harness.errors import ConfigError
+
+    problems = validate_dataset(config)
+    if problems:
+        raise ConfigError(problems)
+
+
+def command_run(args: argparse.Namespace, console: Console) -> int:
+    from harness.local.pipeline import LocalRunner, new_run_id
+    from harness.plan.build import build_plan
+    from harness.report.summary import print_run_summary
+
+    config = _load(args)
+    _check_dataset(config)
+    if config.session.target != "local":
+        raise HarnessError(
+            f"[session] target = {config.session.target!r}: `harness run` runs the local target. "
+            "Fix: use `harness promote` for the cloud, or set [session] target = local."
+        )
+    plan = build_plan(config, new_run_id())
+    events = ConsoleEvents(console, quiet=args.quiet)
+    console.print(
+        f"[bold]{plan.pipeline}[/bold] run {plan.run_id}: "
+        f"{', '.join(job.step for job in plan.jobs)} (local target)"
+    )
+    record = LocalRunner(config, plan, events).run()
+    console.print()
+    print_run_summary(console, record)
+    if record.failed:
+        failed = [s for s in record.steps if s.status in ("Failed", "Stopped")]
+        for outcome in failed:
+            console.print(
+                f"[bold red]{outcome.step} ({outcome.name}) {outcome.status.lower()}:[/bold red] "
+                f"{escape(outcome.failure_reason)}"
+            )
+            if outcome.log_path:
+                console.print(f"  full log: {outcome.log_path}")
+        return EXIT_JOB_FAILED
+    return 0
+
+
+class ConsoleEvents:
+    """Print the run's progress: step starts and ends, and each job's output lines."""
+
+    def __init__(self, console: Console, quiet: bool) -> None:
+        self.console = console
+        self.quiet = quiet
+
+    def step_started(self, job) -> None:  # type: ignore[no-untyped-def]
+        self.console.print(f"[bold cyan]>[/bold cyan] {job.step}: {job.name} started")
+
+    def job_line(self, job, host: str, line: str) -> None:  # type: ignore[no-untyped-def]
+        if not self.quiet:
+            self.console.print(f"[dim]{job.step} {host} |[/dim] {escape(line)}", highlight=False)
+
+    def step_finished(self, job, outcome) -> None:  # type: ignore[no-untyped-def]
+        from harness.report.summary import STATUS_STYLES
+
+        style = STATUS_STYLES.get(outcome.status, "")
+        text = f"{outcome.step}: {outcome.name} [{style}]{outcome.status.lower()}[/{style}]"
+        if outcome.status != "Skipped":
+            text += f" in {outcome.duration:.1f} s"
+        if outcome.detail:
+            text += f" ({escape(outcome.detail)})"
+        self.console.print(text)
+        if outcome.status in ("Failed", "Stopped"):
+            self.console.print(f"  [red]reason:[/red] {escape(outcome.failure_reason)}")
+            if outcome.log_tail:
+                self.console.print("  last lines of the log:")
+                for line in outcome.log_tail:
+                    self.console.print(f"    {escape(line)}", highlight=False)
+
+    def message(self, text: str) -> None:
+        self.console.print(f"[dim]{escape(text)}[/dim]")
+
+
+def command_config(args: argparse.Namespace, console: Console) -> int:
+    from harness.config.show import render_config
+
+    config = _load(args)
+    if args.config_command == "validate":
+        _check_dataset(config)
+        console.print(f"Configuration is valid ({', '.join(config.sources)}).")
+        return 0
+    # Plain print: the output is INI text meant to be copied or piped.
+    print(render_config(config, with_origin=args.origin), end="")
+    return 0
+
+
+def command_models(args: argparse.Namespace, console: Console) -> int:
+    from harness.local.embedded import EmbeddedAWS
+    from harness.local.pipeline import workspace_of
+    from harness.report.summary import print_models
+
+    config = _load(args)
+    workspace = workspace_of(config)
+    if not (workspace / "control-plane.jsonl").exists():
+        console.print(f"No model packages yet: the workspace {workspace} has no runs. Run `harness run` first.")
+        return 0
+    packages = []
+    with EmbeddedAWS(workspace, config.session.region) as aws:
+        groups = aws.sagemaker.list_model_package_groups()["ModelPackageGroupSummaryList"]
+        for group in groups:
+            listing = aws.sagemaker.list_model_packages(
+                ModelPackageGroupName=group["ModelPackageGroupName"]
+            )["ModelPackageSummaryList"]
+            for summary in listing:
+                package = aws.sagemaker.describe_model_package(
+                    ModelPackageName=summary["ModelPackageArn"]
+                )
+                package["ModelPackageGroupName"] = group["ModelPackageGroupName"]
+                package["run_id"] = package.get("CustomerMetadataProperties", {}).get("run_id", "")
+                statistics = (
+                    package.get("ModelMetrics", {}).get("ModelQuality", {}).get("Statistics", {})
+                )
+                if statistics.get("S3Uri"):
+                    try:
+                        report = json.loads(aws.get_bytes(statistics["S3Uri"]))
+                        package["ndcg_at_10"] = report["ranking_metrics"]["ndcg_at_10"]["value"]
+                    except Exception as error:  # noqa: BLE001 - one unreadable report is not fatal
+                        logger.warning("cannot read %s: %s", statistics["S3Uri"], error)
+                packages.append(package)
+    packages.sort(key=lambda p: (p["ModelPackageGroupName"], p.get("ModelPackageVersion", 0)))
+    if args.json:
+        print(json.dumps(packages, indent=2, default=str))
+    else:
+        print_models(console, packages)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    console = Console(highlight=False)
+    handlers = {"run": command_run, "config": command_config, "models": command_models}
+    try:
+        return handlers[args.command](args, console)
+    except HarnessError as error:
+        console.print(f"[bold red]error:[/bold red] {escape(str(error))}")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        console.print("[yellow]Interrupted.[/yellow] Finished steps keep their outputs in the workspace.")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

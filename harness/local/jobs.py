@@ -1,0 +1,513 @@
+"""Run one SageMaker training or processing job as local processes.
+
+Each instance of a job gets its own folder that stands in for the container's `/opt/ml`
+(path remapping, which works on Linux and macOS alike):
+
+    <workspace>/jobs/<job-name>/<host>/opt/ml/...
+
+The job's processes see that folder through `SAGEMAKER_BASE_DIR` and the `SM_*` variables
+(training) or through their arguments, where every `/opt/ml/...` path is rewritten to it
+(processing). Inputs are downloaded from the embedded S3 before the entry point starts, and
+outputs are uploaded after it ends, as SageMaker does.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.local.embedded import EmbeddedAWS, split_s3_uri
+
+# First characters of the failure file that SageMaker keeps as FailureReason / ExitMessage.
+FAILURE_REASON_CHARS = 1024
+
+LineSink = Callable[[str, str], None]
+"""Receives (host, line) for every line a job's processes print."""
+
+
+@dataclass
+class JobResult:
+    """What a finished job left: its status, reason, metrics and log."""
+
+    name: str
+    status: str  # Completed | Failed | Stopped
+    failure_reason: str = ""
+    started: float = 0.0
+    ended: float = 0.0
+    log_path: Path | None = None
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.ended - self.started)
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        if self.log_path is None or not self.log_path.exists():
+            return []
+        return self.log_path.read_text(errors="replace").splitlines()[-lines:]
+
+
+class JobInterrupted(Exception):
+    """The user interrupted a job; its processes have been ended."""
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def remap_path(value: str, host_root: Path) -> str:
+    """Rewrite a container path (`/opt/ml/...`, also after `--flag=`) into the host folder."""
+    prefix, sep, rest = value.partition("=")
+    if sep and rest.startswith("/opt/ml"):
+        return f"{prefix}={remap_path(rest, host_root)}"
+    if value == "/opt/ml" or value.startswith("/opt/ml/"):
+        return str(host_root) + value[len("/opt/ml") :]
+    return value
+
+
+def _download_prefix(
+    aws: EmbeddedAWS, uri: str, local_dir: Path, shard: tuple[int, int] | None = None
+) -> list[str]:
+    """Download every object under the S3 prefix `uri` into `local_dir`.
+
+    With `shard=(index, count)` only every count-th object starting at index is taken, which
+    is how `ShardedByS3Key` hands each instance about 1/count of the objects.
+    """
+    bucket, prefix = split_s3_uri(uri)
+    objects = [key for key, _ in aws.list_objects(uri)]
+    if shard is not None:
+        index, count = shard
+        objects = objects[index::count]
+    local_dir.mkdir(parents=True, exist_ok=True)
+    for key in objects:
+        if key == prefix:
+            relative = key.rsplit("/", 1)[-1]
+        else:
+            relative = key[len(prefix) :].lstrip("/")
+        aws.download(bucket, key, local_dir / relative)
+    return objects
+
+
+def deterministic_tar(folder: Path, target: Path) -> None:
+    """Write `folder`'s files into a gzip tarball whose bytes depend only on their content."""
+    import gzip
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(folder.rglob("*")):
+            if path.is_dir() or "__pycache__" in path.parts:
+                continue
+            info = tarfile.TarInfo(path.relative_to(folder).as_posix())
+            info.size = path.stat().st_size
+            info.mtime = 0
+            info.mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            with open(path, "rb") as handle:
+                tar.addfile(info, handle)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        gz.write(buffer.getvalue())
+    os.replace(partial, target)
+
+
+class _ProcessGroup:
+    """Child processes of one job, each in its own session so that all can be ended."""
+
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.readers: list[threading.Thread] = []
+
+    def start(
+        self,
+        command: Sequence[str],
+        env: dict[str, str],
+        cwd: Path,
+        host: str,
+        log: io.TextIOBase,
+        log_lock: threading.Lock,
+        sink: LineSink,
+        metric_patterns: list[tuple[str, re.Pattern[str]]],
+        metrics: dict[str, list[float]],
+    ) -> None:
+        process = subprocess.Popen(
+            list(command),
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.processes.append(process)
+
+        def read() -> None:
+            assert process.stdout is not None
+            for raw in iter(process.stdout.readline, b""):
+                line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                with log_lock:
+                    log.write(f"[{host}] {line}\n")
+                    log.flush()
+                    for name, pattern in metric_patterns:
+                        match = pattern.search(line)
+                        if match:
+                            try:
+                                metrics.setdefault(name, []).append(float(match.group(1)))
+                            except (ValueError, IndexError):
+                                pass
+                sink(host, line)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        self.readers.append(reader)
+
+    def wait(self, deadline: float) -> tuple[list[int], bool]:
+        """Wait for every process; end all of them when one fails or the deadline passes.
+
+        Returns the exit codes and whether the deadline was reached.
+        """
+        timed_out = False
+        while True:
+            codes = [p.poll() for p in self.processes]
+            if all(code is not None for code in codes):
+                break
+            if any(code not in (None, 0) for code in codes):
+                # One instance failed: SageMaker stops the whole job, so end the rest.
+                self.terminate()
+            if time.monotonic() > deadline:
+                timed_out = True
+                self.terminate()
+            time.sleep(0.05)
+        for reader in self.readers:
+            reader.join(timeout=5)
+        return [int(code) for code in codes if code is not None], timed_out
+
+    def terminate(self, grace_seconds: float = 5.0) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                _signal_group(process, signal.SIGTERM)
+        end = time.monotonic() + grace_seconds
+        for process in self.processes:
+            remaining = max(0.0, end - time.monotonic())
+            try:
+                process.wait(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait()
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _read_reason(path: Path) -> str:
+    if path.exists():
+        return path.read_text(errors="replace")[:FAILURE_REASON_CHARS].strip()
+    return ""
+
+
+def _run_processes(
+    job_dir: Path,
+    hosts: list[str],
+    command_for_host: Callable[[str, Path], tuple[list[str], dict[str, str], Path]],
+    max_runtime_seconds: int,
+    sink: LineSink,
+    metric_definitions: Sequence[dict[str, str]] = (),
+) -> tuple[list[int], bool, dict[str, list[float]], Path]:
+    log_path = job_dir / "job.log"
+    patterns = [(d["Name"], re.compile(d["Regex"])) for d in metric_definitions]
+    metrics: dict[str, list[float]] = {}
+    group = _ProcessGroup()
+    log_lock = threading.Lock()
+    with open(log_path, "w") as log:
+        try:
+            for host in hosts:
+                command, env, cwd = command_for_host(host, job_dir / host / "opt" / "ml")
+                group.start(command, env, cwd, host, log, log_lock, sink, patterns, metrics)
+            codes, timed_out = group.wait(time.monotonic() + max_runtime_seconds)
+        except BaseException:
+            # Ctrl-C or any error here: no child process may outlive the job.
+            group.terminate()
+            raise
+    return codes, timed_out, metrics, log_path
+
+
+def _fresh_job_dir(workspace: Path, job_name: str) -> Path:
+    job_dir = workspace / "jobs" / job_name
+    if job_dir.exists():
+        shutil.rmtree(job_dir)
+    job_dir.mkdir(parents=True)
+    return job_dir
+
+
+def run_training_job(
+    aws: EmbeddedAWS,
+    request: dict[str, Any],
+    base_env: dict[str, str],
+    sink: LineSink,
+) -> JobResult:
+    """Run a CreateTrainingJob request through the sagemaker-training toolkit.
+
+    The toolkit is the program that SageMaker's framework containers start: it parses
+    `/opt/ml/input/config`, downloads `sagemaker_submit_directory` from S3 (here the
+    embedded one), sets the `SM_*` variables, passes hyperparameters as `--key value`
+    arguments, runs the entry point and writes `/opt/ml/output/failure` when it fails.
+    """
+    name = request["TrainingJobName"]
+    job_dir = _fresh_job_dir(aws.workspace, name)
+    resources = request["ResourceConfig"]
+    hosts = [f"algo-{i}" for i in range(1, int(resources["InstanceCount"]) + 1)]
+    result = JobResult(name=name, status="InProgress", started=time.time())
+
+    aws.call("CreateTrainingJob", **request)
+    aws.patch_job(
+        "training",
+        name,
+        training_job_status="InProgress",
+        secondary_status="Training",
+        algorithm_specification=request["AlgorithmSpecification"],
+        training_start_time=_now(),
+        final_metric_data_list=[],
+    )
+
+    channels = request.get("InputDataConfig", [])
+    for host in hosts:
+        root = job_dir / host / "opt" / "ml"
+        config_dir = root / "input" / "config"
+        config_dir.mkdir(parents=True)
+        for folder in ("model", "output/data", "code", "output/intermediate"):
+            (root / folder).mkdir(parents=True, exist_ok=True)
+        # The SageMaker platform writes every hyperparameter value as a string.
+        hyperparameters = {k: str(v) for k, v in request.get("HyperParameters", {}).items()}
+        (config_dir / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2))
+        (config_dir / "resourceconfig.json").write_text(
+            json.dumps(
+                {
+                    "current_host": host,
+                    "current_instance_type": resources["InstanceType"],
+                    "current_group_name": "homogeneousCluster",
+                    "hosts": hosts,
+                    "instance_groups": [
+                        {
+                            "instance_group_name": "homogeneousCluster",
+                            "instance_type": resources["InstanceType"],
+                            "hosts": hosts,
+                        }
+                    ],
+                    "network_interface_name": "eth0",
+                },
+                indent=2,
+            )
+        )
+        input_config = {}
+        for channel in channels:
+            source = channel["DataSource"]["S3DataSource"]
+            distribution = source.get("S3DataDistributionType", "FullyReplicated")
+            input_config[channel["ChannelName"]] = {
+                "TrainingInputMode": channel.get("InputMode", "File"),
+                "S3DistributionType": distribution,
+                "RecordWrapperType": channel.get("RecordWrapperType", "None"),
+                **({"ContentType": channel["ContentType"]} if "ContentType" in channel else {}),
+            }
+            shard = None
+            if distribution == "ShardedByS3Key":
+                shard = (hosts.index(host), len(hosts))
+            _download_prefix(
+                aws, source["S3Uri"], root / "input" / "data" / channel["ChannelName"], shard
+            )
+        (config_dir / "inputdataconfig.json").write_text(json.dumps(input_config, indent=2))
+
+    def command_for_host(host: str, root: Path) -> tuple[list[str], dict[str, str], Path]:
+        env = {
+            **base_env,
+            **request.get("Environment", {}),
+            "SAGEMAKER_BASE_DIR": str(root),
+            # Skips the toolkit's wait for DNS names of algo-N, which only a cluster has.
+            "SM_STUDIO_LOCAL_MODE": "true",
+            "TRAINING_JOB_NAME": name,
+            "TRAINING_JOB_ARN": f"arn:aws:sagemaker:{aws.region}:123456789012:training-job/{name}",
+        }
+        command = [sys.executable, "-m", "sagemaker_training.cli.train"]
+        return command, env, root
+
+    try:
+        codes, timed_out, metrics, log_path = _run_processes(
+            job_dir,
+            hosts,
+            command_for_host,
+            int(request["StoppingCondition"]["MaxRuntimeInSeconds"]),
+            sink,
+            request["AlgorithmSpecification"].get("MetricDefinitions", []),
+        )
+    except BaseException as error:
+        result.status, result.ended = "Stopped", time.time()
+        aws.patch_job(
+            "training", name, training_job_status="Stopped", secondary_status="Stopped",
+            failure_reason=f"Interrupted: {type(error).__name__}", training_end_time=_now(),
+        )
+        raise
+    result.metrics, result.log_path, result.ended = metrics, log_path, time.time()
+
+    root = job_dir / hosts[0] / "opt" / "ml"
+    if timed_out:
+        result.status = "Stopped"
+        result.failure_reason = (
+            f"MaxRuntimeExceeded: the job ran longer than StoppingCondition.MaxRuntimeInSeconds="
+            f"{request['StoppingCondition']['MaxRuntimeInSeconds']}"
+        )
+    elif any(codes):
+        result.status = "Failed"
+        reasons = [_read_reason(job_dir / h / "opt" / "ml" / "output" / "failure") for h in hosts]
+        result.failure_reason = next((r for r in reasons if r), "") or (
+            f"AlgorithmError: the entry point exited with code {max(codes)}"
+        )
+    else:
+        result.status = "Completed"
+        output_path = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+        model_uri = f"{output_path}/{name}/output/model.tar.gz"
+        output_uri = f"{output_path}/{name}/output/output.tar.gz"
+        # Only the first host's model and output are kept, as in SageMaker.
+        deterministic_tar(root / "model", job_dir / "model.tar.gz")
+        deterministic_tar(root / "output" / "data", job_dir / "output.tar.gz")
+        aws.put_file(job_dir / "model.tar.gz", model_uri)
+        aws.put_file(job_dir / "output.tar.gz", output_uri)
+        result.outputs = {"model": model_uri, "output": output_uri}
+
+    final_metrics = [
+        {"MetricName": metric, "Value": values[-1], "Timestamp": _now()}
+        for metric, values in metrics.items()
+        if values
+    ]
+    patch: dict[str, Any] = {
+        "training_job_status": result.status,
+        "secondary_status": result.status,
+        "training_end_time": _now(),
+        "final_metric_data_list": final_metrics,
+    }
+    if result.failure_reason:
+        patch["failure_reason"] = result.failure_reason
+    if result.status == "Completed":
+        patch["model_artifacts"] = {"S3ModelArtifacts": result.outputs["model"]}
+    aws.patch_job("training", name, **patch)
+    return result
+
+
+def run_processing_job(
+    aws: EmbeddedAWS,
+    request: dict[str, Any],
+    base_env: dict[str, str],
+    sink: LineSink,
+) -> JobResult:
+    """Run a CreateProcessingJob request, one process per instance.
+
+    The container's entry point (`ContainerEntrypoint`) is a launcher and a script inside
+    `/opt/ml/processing/...`; locally the script runs under this Python, which carries the
+    same libraries as the image (PySpark runs in local mode).
+    """
+    name = request["ProcessingJobName"]
+    job_dir = _fresh_job_dir(aws.workspace, name)
+    cluster = request["ProcessingResources"]["ClusterConfig"]
+    hosts = [f"algo-{i}" for i in range(1, int(cluster["InstanceCount"]) + 1)]
+    result = JobResult(name=name, status="InProgress", started=time.time())
+
+    aws.call("CreateProcessingJob", **request)
+    aws.patch_job(
+        "processing", name, processing_job_status="InProgress", processing_start_time=_now()
+    )
+
+    outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
+    for host in hosts:
+        root = job_dir / host / "opt" / "ml"
+        (root / "config").mkdir(parents=True)
+        (root / "output").mkdir(parents=True)
+        (root / "config" / "processingjobconfig.json").write_text(
+            json.dumps(request, indent=2, default=str)
+        )
+        (root / "config" / "resourceconfig.json").write_text(
+            json.dumps({"current_host": host, "hosts": hosts}, indent=2)
+        )
+        for processing_input in request.get("ProcessingInputs", []):
+            source = processing_input["S3Input"]
+            shard = None
+            if source.get("S3DataDistributionType") == "ShardedByS3Key":
+                shard = (hosts.index(host), len(hosts))
+            _download_prefix(
+                aws, source["S3Uri"], Path(remap_path(source["LocalPath"], root)), shard
+            )
+        # SageMaker creates every output folder before the entry point starts.
+        for output in outputs:
+            Path(remap_path(output["S3Output"]["LocalPath"], root)).mkdir(
+                parents=True, exist_ok=True
+            )
+
+    app = request["AppSpecification"]
+
+    def command_for_host(host: str, root: Path) -> tuple[list[str], dict[str, str], Path]:
+        entrypoint = [remap_path(part, root) for part in app["ContainerEntrypoint"]]
+        arguments = [remap_path(part, root) for part in app.get("ContainerArguments", [])]
+        # The first element launches the script in the image (python3, smspark-submit).
+        command = [sys.executable, *entrypoint[1:], *arguments]
+        env = {**base_env, **request.get("Environment", {}), "SAGEMAKER_BASE_DIR": str(root)}
+        return command, env, root / "processing"
+
+    try:
+        codes, timed_out, metrics, log_path = _run_processes(
+            job_dir,
+            hosts,
+            command_for_host,
+            int(request["StoppingCondition"]["MaxRuntimeInSeconds"]),
+            sink,
+        )
+    except BaseException as error:
+        result.status, result.ended = "Stopped", time.time()
+        aws.patch_job(
+            "processing", name, processing_job_status="Stopped",
+            exit_message=f"Interrupted: {type(error).__name__}", processing_end_time=_now(),
+        )
+        raise
+    result.metrics, result.log_path, result.ended = metrics, log_path, time.time()
+
+    if timed_out:
+        result.status = "Stopped"
+        result.failure_reason = (
+            "MaxRuntimeExceeded: the job ran longer than StoppingCondition.MaxRuntimeInSeconds="
+            f"{request['StoppingCondition']['MaxRuntimeInSeconds']}"
+        )
+    elif any(codes):
+        result.status = "Failed"
+        messages = [_read_reason(job_dir / h / "opt" / "ml" / "output" / "message") for h in hosts]
+        result.failure_reason = next((m for m in messages if m), "") or (
+            f"AlgorithmError: the entry point exited with code {max(codes)}"
+        )
+    else:
+        result.status = "Completed"
+        for output in outputs:
+            target = output["S3Output"]["S3Uri"].rstrip("/")
+            for host in hosts:
+                local = Path(remap_path(output["S3Output"]["LocalPath"], job_dir / host / "opt" / "ml"))
+                aws.put_tree(local, target)
+            result.outputs[output["OutputName"]] = target
+
+    patch: dict[str, Any] = {"processing_job_status": result.status, "processing_end_time": _now()}
+    if result.failure_reason:
+        patch["failure_reason"] = result.failure_reason
+        patch["exit_message"] = result.failure_reason
+    aws.patch_job("processing", name, **patch)
+    return result

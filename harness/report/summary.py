@@ -1,0 +1,112 @@
+"""Terminal summaries of a run and of the model registry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from harness.local.pipeline import RunRecord
+
+STATUS_STYLES = {
+    "Completed": "green",
+    "Failed": "bold red",
+    "Stopped": "yellow",
+    "Skipped": "dim",
+}
+
+# Metrics of evaluation.json, in the order they are shown.
+RANKING_METRICS = ("ndcg_at_1", "ndcg_at_5", "ndcg_at_10", "mrr", "map")
+
+
+def metric_label(name: str) -> str:
+    return name.replace("_at_", "@").upper().replace("NDCG", "NDCG").replace("MRR", "MRR")
+
+
+def print_run_summary(console: Console, record: RunRecord) -> None:
+    steps = Table(title=f"Run {record.run_id} of {record.pipeline}", title_justify="left")
+    steps.add_column("step")
+    steps.add_column("status")
+    steps.add_column("duration", justify="right")
+    steps.add_column("job")
+    steps.add_column("outputs / detail", overflow="fold")
+    for outcome in record.steps:
+        style = STATUS_STYLES.get(outcome.status, "")
+        detail = outcome.detail or ", ".join(outcome.outputs.values())
+        if outcome.failure_reason:
+            detail = outcome.failure_reason.splitlines()[0]
+        steps.add_row(
+            outcome.step,
+            f"[{style}]{outcome.status}[/{style}]" if style else outcome.status,
+            f"{outcome.duration:.1f} s" if outcome.status != "Skipped" else "",
+            outcome.name,
+            detail,
+        )
+    console.print(steps)
+
+    if record.evaluation:
+        print_evaluation(console, record.evaluation)
+
+    if record.model_package_arn:
+        condition = record.condition or {}
+        console.print(
+            f"Model registry: [bold]{record.approval_status}[/bold] "
+            f"({condition.get('metric', '')} = {condition.get('value', float('nan')):.4f}, "
+            f"{condition.get('comparison', '')} {condition.get('threshold', '')})\n"
+            f"  model package: {record.model_package_arn}"
+        )
+
+    workspace = Path(record.workspace)
+    console.print(
+        f"Artifacts: {workspace / 's3'} (the embedded S3), job folders and logs in "
+        f"{workspace / 'jobs'}, run record {workspace / 'runs' / (record.run_id + '.json')}"
+    )
+
+
+def print_evaluation(console: Console, evaluation: dict[str, Any]) -> None:
+    metrics = evaluation.get("ranking_metrics", {})
+    baselines = evaluation.get("baselines", {})
+    table = Table(
+        title=f"Evaluation on the test split ({evaluation.get('queries', '?')} queries)",
+        title_justify="left",
+    )
+    table.add_column("metric")
+    table.add_column("model", justify="right")
+    columns = []
+    for name, values in baselines.items():
+        label = name.replace("_", " ")
+        if values.get("feature"):
+            label += f" ({values['feature']})"
+        table.add_column(label, justify="right")
+        columns.append(values)
+    for metric in RANKING_METRICS:
+        if metric not in metrics:
+            continue
+        row = [metric_label(metric), f"{metrics[metric]['value']:.4f}"]
+        for values in columns:
+            baseline = values.get(metric, {}).get("value")
+            row.append("" if baseline is None else f"{baseline:.4f}")
+        table.add_row(*row)
+    console.print(table)
+
+
+def print_models(console: Console, packages: list[dict[str, Any]]) -> None:
+    table = Table(title="Model registry", title_justify="left")
+    for column in ("group", "version", "status", "created", "NDCG@10", "run", "model package ARN"):
+        table.add_column(column, overflow="fold")
+    for package in packages:
+        status = package["ModelApprovalStatus"]
+        style = "green" if status == "Approved" else "red" if status == "Rejected" else ""
+        ndcg = package.get("ndcg_at_10")
+        table.add_row(
+            package["ModelPackageGroupName"],
+            str(package.get("ModelPackageVersion", "")),
+            f"[{style}]{status}[/{style}]" if style else status,
+            str(package["CreationTime"])[:19],
+            "" if ndcg is None else f"{ndcg:.4f}",
+            package.get("run_id", ""),
+            package["ModelPackageArn"],
+        )
+    console.print(table)
