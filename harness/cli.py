@@ -221,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handlers[args.command](args, console)
     except HarnessError as error:
-        console.print(f"[bold red]error:[/bold red] {escape(str(error))}")
+        console.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
         console.print("[yellow]Interrupted.[/yellow] Finished steps keep their outputs in the workspace.")
