@@ -7,14 +7,13 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.config import Config
 from harness.errors import HarnessError
-from harness.local.conditions import JsonPathError, evaluate_condition, json_get
+from harness.local.conditions import SYMBOLS, JsonPathError, evaluate_condition, json_get
 from harness.local.embedded import EmbeddedAWS, split_s3_uri
 from harness.local.jobs import JobResult, deterministic_tar, run_processing_job, run_training_job
 from harness.plan.build import Plan, PlannedJob
@@ -172,8 +171,10 @@ class LocalRunner:
             if (outcome := record.step(dep)) is not None and outcome.status != "Completed"
         ]
         if blocked:
+            # Name the step that failed, not every skipped step between it and this one.
+            causes = [s.step for s in record.steps if s.status in ("Failed", "Stopped")]
             return StepOutcome(
-                job.step, job.name, "Skipped", detail=f"{', '.join(blocked)} did not complete"
+                job.step, job.name, "Skipped", detail=f"{', '.join(causes or blocked)} did not complete"
             )
         if job.branch == "if" and record.condition and not record.condition["outcome"]:
             return StepOutcome(job.step, job.name, "Skipped", detail="condition is false")
@@ -222,7 +223,7 @@ class LocalRunner:
         }
         return StepOutcome(
             job.step, job.name, "Completed", time.time() - started,
-            detail=f"{value:.4f} {job.request['Type']} {threshold}: {str(outcome).lower()}",
+            detail=f"{value:.4f} {SYMBOLS[job.request['Type']]} {threshold}: {str(outcome).lower()}",
         )
 
     def _register(self, aws: EmbeddedAWS, job: PlannedJob, record: RunRecord) -> StepOutcome:
@@ -251,7 +252,7 @@ class LocalRunner:
         record.approval_status = request["ModelApprovalStatus"]
         return StepOutcome(
             job.step, group, "Completed", time.time() - started,
-            detail=f"{request['ModelApprovalStatus']}: {arn}",
+            detail=f"{request['ModelApprovalStatus']}, version {arn.rsplit('/', 1)[-1]}",
             outputs={"model_package_arn": arn},
         )
 
@@ -278,5 +279,3 @@ def _inherited_environment() -> dict[str, str]:
         if not key.startswith(("AWS_", "SAGEMAKER_", "SM_"))
     }
 
-
-EventCallback = Callable[[str], None]

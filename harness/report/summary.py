@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from harness.local.pipeline import RunRecord
@@ -27,14 +28,14 @@ def metric_label(name: str) -> str:
 
 def print_run_summary(console: Console, record: RunRecord) -> None:
     steps = Table(title=f"Run {record.run_id} of {record.pipeline}", title_justify="left")
-    steps.add_column("step")
-    steps.add_column("status")
-    steps.add_column("duration", justify="right")
-    steps.add_column("job")
-    steps.add_column("outputs / detail", overflow="fold")
+    steps.add_column("step", no_wrap=True)
+    steps.add_column("status", no_wrap=True)
+    steps.add_column("duration", justify="right", no_wrap=True)
+    steps.add_column("job", overflow="fold", min_width=10)
+    steps.add_column("outputs / result", overflow="fold", min_width=16)
     for outcome in record.steps:
         style = STATUS_STYLES.get(outcome.status, "")
-        detail = outcome.detail or ", ".join(outcome.outputs.values())
+        detail = outcome.detail or ", ".join(outcome.outputs)
         if outcome.failure_reason:
             detail = outcome.failure_reason.splitlines()[0]
         steps.add_row(
@@ -42,7 +43,7 @@ def print_run_summary(console: Console, record: RunRecord) -> None:
             f"[{style}]{outcome.status}[/{style}]" if style else outcome.status,
             f"{outcome.duration:.1f} s" if outcome.status != "Skipped" else "",
             outcome.name,
-            detail,
+            escape(detail),
         )
     console.print(steps)
 
@@ -54,15 +55,24 @@ def print_run_summary(console: Console, record: RunRecord) -> None:
         console.print(
             f"Model registry: [bold]{record.approval_status}[/bold] "
             f"({condition.get('metric', '')} = {condition.get('value', float('nan')):.4f}, "
-            f"{condition.get('comparison', '')} {condition.get('threshold', '')})\n"
-            f"  model package: {record.model_package_arn}"
+            f"{condition.get('comparison', '')} {condition.get('threshold', '')})",
         )
+        console.print(f"  model package: {record.model_package_arn}", soft_wrap=True)
 
     workspace = Path(record.workspace)
-    console.print(
-        f"Artifacts: {workspace / 's3'} (the embedded S3), job folders and logs in "
-        f"{workspace / 'jobs'}, run record {workspace / 'runs' / (record.run_id + '.json')}"
+    run_prefixes = sorted(
+        {
+            uri.split(f"/runs/{record.run_id}/")[0] + f"/runs/{record.run_id}/"
+            for outcome in record.steps
+            for uri in outcome.outputs.values()
+            if f"/runs/{record.run_id}/" in uri
+        }
     )
+    for prefix in run_prefixes:
+        console.print(f"Artifacts: {prefix}", soft_wrap=True)
+        console.print(f"  local copy: {workspace / 's3' / prefix.removeprefix('s3://')}", soft_wrap=True)
+    console.print(f"  job folders and logs: {workspace / 'jobs'}", soft_wrap=True)
+    console.print(f"  run record: {workspace / 'runs' / (record.run_id + '.json')}", soft_wrap=True)
 
 
 def print_evaluation(console: Console, evaluation: dict[str, Any]) -> None:
