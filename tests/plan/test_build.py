@@ -1,0 +1,129 @@
+"""The plan: job requests in the SageMaker API's shapes, wired step to step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import botocore.session
+import pytest
+from botocore.validate import ParamValidator
+
+from harness.config import load_config
+from harness.local.conditions import JsonPathError, evaluate_condition, json_get
+from harness.plan.build import PlanError, build_plan
+
+REPO = Path(__file__).resolve().parents[2]
+RUN_ID = "20261204120000"
+
+
+@pytest.fixture(scope="module")
+def plan():
+    config = load_config(REPO / "config.ini", [REPO / "fixtures" / "fixtures.ini"], use_local=False)
+    return build_plan(config, RUN_ID)
+
+
+@pytest.fixture(scope="module")
+def sagemaker_model():
+    return botocore.session.get_session().get_service_model("sagemaker")
+
+
+def validate(model, operation: str, request: dict) -> None:
+    shape = model.operation_model(operation).input_shape
+    report = ParamValidator().validate(request, shape)
+    assert not report.has_errors(), report.generate_report()
+
+
+def test_requests_match_api_shapes(plan, sagemaker_model) -> None:
+    operations = {"processing": "CreateProcessingJob", "training": "CreateTrainingJob"}
+    for job in plan.jobs:
+        if job.kind in operations:
+            validate(sagemaker_model, operations[job.kind], job.request)
+    register = dict(plan.job("register").request, ModelApprovalStatus="Approved")
+    validate(sagemaker_model, "CreateModelPackage", register)
+
+
+def test_steps_in_graph_order(plan) -> None:
+    assert [job.step for job in plan.jobs] == [
+        "prepare", "train", "predict", "evaluate", "condition", "register", "package"
+    ]
+    assert plan.job("package").branch == "if"
+
+
+def test_train_channels_read_prepare_outputs(plan) -> None:
+    prepare = plan.job("prepare").outputs
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
+        for c in plan.job("train").request["InputDataConfig"]
+    }
+    assert channels == {"train": prepare["train"], "validation": prepare["validation"]}
+
+
+def test_predict_input_sharded_by_key(plan) -> None:
+    inputs = {i["InputName"]: i["S3Input"] for i in plan.job("predict").request["ProcessingInputs"]}
+    assert inputs["test"]["S3DataDistributionType"] == "ShardedByS3Key"
+    assert inputs["test"]["S3Uri"] == plan.job("prepare").outputs["test"]
+    assert inputs["model"]["S3Uri"] == plan.job("train").outputs["model"]
+    assert plan.job("predict").request["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 2
+
+
+def test_hyperparameters_carry_framework_parameters(plan) -> None:
+    hyperparameters = plan.job("train").request["HyperParameters"]
+    assert hyperparameters["epochs"] == "8"
+    assert hyperparameters["sagemaker_program"] == "train/train.py"
+    assert hyperparameters["sagemaker_submit_directory"].endswith("/sourcedir.tar.gz")
+    assert all(isinstance(value, str) for value in hyperparameters.values())
+
+
+def test_job_names_fit_sagemaker_limit(plan) -> None:
+    for job in plan.jobs:
+        if job.kind in ("processing", "training"):
+            assert len(job.name) <= 63
+            assert job.name.endswith(RUN_ID)
+
+
+def test_leading_steps_alone_plan() -> None:
+    config = load_config(
+        REPO / "config.ini",
+        [REPO / "fixtures" / "fixtures.ini"],
+        ["pipeline.steps=prepare, train"],
+        use_local=False,
+    )
+    plan = build_plan(config, RUN_ID)
+    assert [job.step for job in plan.jobs] == ["prepare", "train"]
+
+
+def test_two_training_hosts_rejected() -> None:
+    config = load_config(
+        REPO / "config.ini",
+        [REPO / "fixtures" / "fixtures.ini"],
+        ["train.instance_count=2"],
+        use_local=False,
+    )
+    with pytest.raises(PlanError, match=r"\[train\] instance_count = 2"):
+        build_plan(config, RUN_ID)
+
+
+def test_json_get_reads_nested_values() -> None:
+    report = {"ranking_metrics": {"ndcg_at_10": {"value": 0.41}}, "queries": [{"id": 3}]}
+    assert json_get(report, "ranking_metrics.ndcg_at_10.value") == 0.41
+    assert json_get(report, "queries[0].id") == 3
+
+
+def test_json_get_names_missing_key() -> None:
+    report = {"ranking_metrics": {"ndcg_at_10": {"value": 0.41}}}
+    with pytest.raises(JsonPathError, match="no key 'ndcg_at_5'.*ndcg_at_10"):
+        json_get(report, "ranking_metrics.ndcg_at_5.value")
+
+
+@pytest.mark.parametrize(
+    ("comparison", "left", "right", "expected"),
+    [
+        ("GreaterThanOrEqualTo", 0.3, 0.3, True),
+        ("GreaterThan", 0.3, 0.3, False),
+        ("LessThan", 0.2, 0.3, True),
+        ("LessThanOrEqualTo", 0.4, 0.3, False),
+        ("Equals", 0.3, 0.3, True),
+    ],
+)
+def test_condition_comparisons(comparison: str, left: float, right: float, expected: bool) -> None:
+    assert evaluate_condition(comparison, left, right) is expected
