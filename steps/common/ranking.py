@@ -1,0 +1,182 @@
+"""The ranking model, its losses and the padded batches it trains on.
+
+A batch contains whole queries: features [queries, list size, features], labels
+[queries, list size] and a boolean mask [queries, list size] that is False on padding.
+The model scores each document on its own with an MLP, so padding never changes the
+score of a real document, and the losses ignore padded positions through the mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+LOSSES = ("softmax", "pairwise_logistic")
+
+
+@dataclass
+class Query:
+    """One query's documents, sorted by `docs` (the position in the raw file)."""
+
+    qid: int
+    docs: np.ndarray  # int64 [n]
+    labels: np.ndarray  # float32 [n]
+    features: np.ndarray  # float32 [n, num_features]
+
+
+def group_queries(qids, docs, labels, features) -> list[Query]:
+    """Group row arrays by qid and return the queries sorted by qid, documents by doc."""
+    qids = np.asarray(qids, dtype=np.int64)
+    docs = np.asarray(docs, dtype=np.int64)
+    labels = np.asarray(labels, dtype=np.float32)
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2 or not (len(qids) == len(docs) == len(labels) == len(features)):
+        raise ValueError("qids, docs, labels and features must have one row per document")
+    # lexsort sorts by the last key first: qid, then doc within a query.
+    order = np.lexsort((docs, qids))
+    qids, docs, labels, features = qids[order], docs[order], labels[order], features[order]
+    starts = np.flatnonzero(np.r_[True, qids[1:] != qids[:-1]]) if len(qids) else np.array([], int)
+    ends = np.r_[starts[1:], len(qids)]
+    return [
+        Query(int(qids[start]), docs[start:end], labels[start:end], features[start:end])
+        for start, end in zip(starts, ends)
+    ]
+
+
+def pad_queries(queries: list[Query]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (features, labels, mask) for the queries, padded to the longest list.
+
+    Raises ValueError for an empty list of queries and for a query with no documents.
+    """
+    if not queries:
+        raise ValueError("cannot build a batch from zero queries")
+    for query in queries:
+        if len(query.labels) == 0:
+            raise ValueError(f"query {query.qid} has no documents")
+    list_size = max(len(query.labels) for query in queries)
+    num_features = queries[0].features.shape[1]
+    features = np.zeros((len(queries), list_size, num_features), dtype=np.float32)
+    labels = np.zeros((len(queries), list_size), dtype=np.float32)
+    mask = np.zeros((len(queries), list_size), dtype=bool)
+    for row, query in enumerate(queries):
+        size = len(query.labels)
+        features[row, :size] = query.features
+        labels[row, :size] = query.labels
+        mask[row, :size] = True
+    return features, labels, mask
+
+
+def padded_batches(
+    queries: list[Query], batch_size: int, rng: np.random.Generator | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield padded batches of `batch_size` queries (the last one may be smaller).
+
+    With `rng`, the query order is shuffled first. Each batch is padded only to its own
+    longest query.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = np.arange(len(queries))
+    if rng is not None:
+        rng.shuffle(order)
+    for start in range(0, len(order), batch_size):
+        yield pad_queries([queries[index] for index in order[start : start + batch_size]])
+
+
+def build_model(
+    num_features: int, hidden_units: list[int], dropout: float, seed: int
+) -> keras.Model:
+    """Build the scorer: an MLP applied to each document of [batch, list, features].
+
+    It returns scores [batch, list]. Scores at padded positions are meaningless, and the
+    losses and metrics mask them out.
+    """
+    features = keras.Input(shape=(None, num_features), name="features")
+    hidden = features
+    for layer_index, units in enumerate(hidden_units, start=1):
+        hidden = keras.layers.Dense(
+            units,
+            activation="relu",
+            kernel_initializer=keras.initializers.GlorotUniform(seed=seed + layer_index),
+            name=f"hidden_{layer_index}",
+        )(hidden)
+        if dropout > 0:
+            hidden = keras.layers.Dropout(
+                dropout, seed=seed + 1000 + layer_index, name=f"dropout_{layer_index}"
+            )(hidden)
+    score = keras.layers.Dense(
+        1, kernel_initializer=keras.initializers.GlorotUniform(seed=seed), name="score"
+    )(hidden)
+    scores = keras.layers.Reshape((-1,), name="scores")(score)
+    return keras.Model(features, scores, name="ranking_mlp")
+
+
+def softmax_cross_entropy_loss(labels, scores, mask) -> tf.Tensor:
+    """Return the listwise softmax cross-entropy, averaged over queries.
+
+    Each query's target distribution is its labels divided by their sum, as in
+    TF-Ranking's SoftmaxLoss (tensorflow_ranking/python/losses_impl.py), and the loss is
+    the cross-entropy between it and the softmax of the scores over the query's real
+    documents. Every query with a positive label weighs the same in the average, whereas
+    TF-Ranking weights each query by its label sum. Queries whose labels are all 0 have
+    no target and are left out. The loss is 0 when no query in the batch has a positive
+    label.
+    """
+    mask = tf.cast(mask, tf.bool)
+    labels = tf.where(mask, tf.cast(labels, tf.float32), 0.0)
+    # A large negative score gives padded documents a softmax probability of exactly 0.
+    scores = tf.where(mask, tf.cast(scores, tf.float32), -1e9)
+    label_sums = tf.reduce_sum(labels, axis=1)
+    has_target = label_sums > 0
+    targets = labels / tf.maximum(label_sums, 1e-12)[:, None]
+    log_probabilities = tf.nn.log_softmax(scores, axis=1)
+    per_query = -tf.reduce_sum(
+        tf.where(mask, targets * log_probabilities, 0.0), axis=1
+    )
+    per_query = tf.where(has_target, per_query, 0.0)
+    count = tf.reduce_sum(tf.cast(has_target, tf.float32))
+    return tf.reduce_sum(per_query) / tf.maximum(count, 1.0)
+
+
+def pairwise_logistic_loss(labels, scores, mask) -> tf.Tensor:
+    """Return log(1 + exp(-(s_i - s_j))) averaged over the pairs with label_i > label_j.
+
+    Pairs are formed within a query between real documents only. The loss is 0 when the
+    batch has no such pair.
+    """
+    mask = tf.cast(mask, tf.bool)
+    labels = tf.cast(labels, tf.float32)
+    scores = tf.cast(scores, tf.float32)
+    pairs = (
+        (labels[:, :, None] > labels[:, None, :]) & mask[:, :, None] & mask[:, None, :]
+    )
+    score_differences = scores[:, :, None] - scores[:, None, :]
+    pair_losses = tf.where(pairs, tf.math.softplus(-score_differences), 0.0)
+    count = tf.reduce_sum(tf.cast(pairs, tf.float32))
+    return tf.reduce_sum(pair_losses) / tf.maximum(count, 1.0)
+
+
+def loss_function(name: str):
+    """Return the loss called `name`: one of LOSSES. Raises ValueError for another name."""
+    if name == "softmax":
+        return softmax_cross_entropy_loss
+    if name == "pairwise_logistic":
+        return pairwise_logistic_loss
+    raise ValueError(f"unknown loss {name!r}, expected one of: {', '.join(LOSSES)}")
+
+
+def score_queries(model: keras.Model, queries: list[Query], batch_size: int) -> list[np.ndarray]:
+    """Return the model's scores for each query's documents, in the queries' order."""
+    scores: list[np.ndarray] = []
+    for start in range(0, len(queries), batch_size):
+        batch = queries[start : start + batch_size]
+        features, _, _ = pad_queries(batch)
+        batch_scores = model(features, training=False)
+        batch_scores = np.asarray(batch_scores, dtype=np.float64)
+        for row, query in enumerate(batch):
+            scores.append(batch_scores[row, : len(query.labels)])
+    return scores
