@@ -1,0 +1,237 @@
+"""Train step (SageMaker Training, TensorFlow 2 with Keras 3): fit the listwise ranking model.
+
+Reads the Parquet channels `train` and `validation` (SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION),
+trains with a custom tf.GradientTape loop, and writes `model.keras` and
+`training_summary.json` to SM_MODEL_DIR and `history.json` to SM_OUTPUT_DATA_DIR. After
+each epoch it prints one metrics line to stdout:
+
+    epoch=3 train:loss=0.8120 validation:ndcg@10=0.4411
+
+The saved weights are those of the epoch with the best validation NDCG@10.
+Hyperparameters arrive as `--name value` arguments, as the SageMaker training toolkit
+passes them.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import time  # noqa: E402
+
+from common import contract, distributed  # noqa: E402
+from common.contract import StepError  # noqa: E402
+
+log = logging.getLogger("train")
+
+# The names of common.ranking.LOSSES, repeated here so that an invalid --loss fails before
+# the seconds-long TensorFlow import.
+LOSSES = ("softmax", "pairwise_logistic")
+
+
+def parse_arguments(argv=None):
+    parser = contract.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0])
+    # Each hyperparameter accepts the underscore name that config.ini uses and the
+    # hyphenated form.
+    parser.add_argument("--epochs", type=int, default=30, help="number of passes over the train split")
+    parser.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=8,
+                        help="queries per batch")
+    parser.add_argument("--learning_rate", "--learning-rate", dest="learning_rate", type=float,
+                        default=0.001, help="Adam learning rate")
+    parser.add_argument("--hidden_units", "--hidden-units", dest="hidden_units", default="128,64",
+                        help="comma-separated sizes of the hidden layers, e.g. 128,64")
+    parser.add_argument("--dropout", type=float, default=0.1, help="dropout rate after each hidden layer")
+    parser.add_argument("--loss", default="softmax", help=f"loss function: {' or '.join(LOSSES)}")
+    parser.add_argument("--seed", type=int, default=42, help="seed of initialisation, dropout and shuffling")
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # The SageMaker Python SDK's TensorFlow estimator passes --model_dir, an S3 URI.
+        log.warning("ignoring unknown arguments: %s", " ".join(unknown))
+
+    if args.epochs < 1:
+        raise StepError(f"epochs must be at least 1, got {args.epochs}")
+    if args.batch_size < 1:
+        raise StepError(f"batch_size must be at least 1, got {args.batch_size}")
+    if not args.learning_rate > 0:
+        raise StepError(f"learning_rate must be above 0, got {args.learning_rate}")
+    if not 0 <= args.dropout < 1:
+        raise StepError(f"dropout must be in [0, 1), got {args.dropout}")
+    if args.loss not in LOSSES:
+        raise StepError(f"invalid loss {args.loss!r}: expected one of {', '.join(LOSSES)}")
+    args.hidden_units = parse_hidden_units(args.hidden_units)
+    return args
+
+
+def parse_hidden_units(text: str) -> list[int]:
+    """Parse "128,64" into [128, 64]. Raises StepError unless all sizes are positive integers."""
+    try:
+        units = [int(part) for part in text.split(",")]
+    except ValueError:
+        units = []
+    if not units or min(units) < 1:
+        raise StepError(
+            f"invalid hidden_units {text!r}: expected comma-separated positive integers, e.g. 128,64"
+        )
+    return units
+
+
+def channel_dir(name: str) -> str:
+    return os.environ.get(f"SM_CHANNEL_{name.upper()}") or contract.opt_ml("input", "data", name)
+
+
+def load_queries(folder: str, split: str):
+    from common import dataset, ranking
+
+    paths = dataset.list_parquet_files(folder)
+    if not paths:
+        raise StepError(f"no Parquet files found in the {split} channel {folder}")
+    table = dataset.read_table(paths)
+    if table.num_rows == 0:
+        raise StepError(f"the {split} channel {folder} contains no rows")
+    queries = ranking.group_queries(
+        table.column("qid").to_numpy(),
+        table.column("doc").to_numpy(),
+        table.column("label").to_numpy(),
+        dataset.features_matrix(table),
+    )
+    log.info("%s: %d queries, %d rows from %d file(s)", split, len(queries), table.num_rows, len(paths))
+    return queries, table.num_rows
+
+
+def mean_ndcg_at_10(model, queries, batch_size):
+    import numpy as np
+
+    from common import metrics, ranking
+
+    scores = ranking.score_queries(model, queries, batch_size)
+    return float(np.mean([
+        metrics.ndcg_at_k(query.labels, query_scores, 10)
+        for query, query_scores in zip(queries, scores)
+    ]))
+
+
+def train(args, train_queries, validation_queries, num_features):
+    """Run the training loop and return (model, history, best epoch)."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from common import ranking
+
+    keras.utils.set_random_seed(args.seed)
+    tf.config.experimental.enable_op_determinism()
+
+    model = ranking.build_model(num_features, args.hidden_units, args.dropout, args.seed)
+    optimizer = keras.optimizers.Adam(learning_rate=args.learning_rate)
+    optimizer.build(model.trainable_variables)
+    loss_function = ranking.loss_function(args.loss)
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None, None, num_features], tf.float32),
+        tf.TensorSpec([None, None], tf.float32),
+        tf.TensorSpec([None, None], tf.bool),
+    ])
+    def train_step(features, labels, mask):
+        with tf.GradientTape() as tape:
+            scores = model(features, training=True)
+            loss = loss_function(labels, scores, mask)
+        tape = distributed.wrap_tape(tape)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    # Each worker trains on its own share of the queries.
+    train_queries = distributed.shard(train_queries)
+    # Every worker starts from rank 0's weights and optimizer state.
+    distributed.broadcast_variables(model.variables)
+    distributed.broadcast_variables(optimizer.variables)
+    rng = np.random.default_rng(args.seed + distributed.rank())
+    history = []
+    best_ndcg, best_epoch, best_weights = -1.0, 0, None
+    for epoch in range(1, args.epochs + 1):
+        loss_sum, query_count = 0.0, 0
+        for features, labels, mask in ranking.padded_batches(train_queries, args.batch_size, rng):
+            loss = float(train_step(features, labels, mask))
+            loss_sum += loss * len(features)
+            query_count += len(features)
+        train_loss = distributed.mean_across_workers(loss_sum / query_count)
+        validation_ndcg = mean_ndcg_at_10(model, validation_queries, args.batch_size)
+        history.append({"epoch": epoch, "train:loss": train_loss, "validation:ndcg@10": validation_ndcg})
+        if distributed.is_chief():
+            print(
+                f"epoch={epoch} train:loss={train_loss:.4f} validation:ndcg@10={validation_ndcg:.4f}",
+                flush=True,
+            )
+        if validation_ndcg > best_ndcg:
+            best_ndcg, best_epoch, best_weights = validation_ndcg, epoch, model.get_weights()
+
+    model.set_weights(best_weights)
+    return model, history, best_epoch
+
+
+def main():
+    contract.configure_logging("train")
+    # Hide TensorFlow's C++ INFO lines about CPU instructions and oneDNN.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    args = parse_arguments()
+    distributed.initialize()
+    started = time.monotonic()
+
+    train_queries, train_rows = load_queries(channel_dir("train"), "train")
+    validation_queries, validation_rows = load_queries(channel_dir("validation"), "validation")
+    num_features = train_queries[0].features.shape[1]
+    validation_features = validation_queries[0].features.shape[1]
+    if validation_features != num_features:
+        raise StepError(
+            f"train rows have {num_features} features but validation rows have {validation_features}"
+        )
+
+    model, history, best_epoch = train(args, train_queries, validation_queries, num_features)
+    best = history[best_epoch - 1]
+    log.info(
+        "best epoch %d of %d: validation NDCG@10 %.4f, %.1f s",
+        best_epoch, args.epochs, best["validation:ndcg@10"], time.monotonic() - started,
+    )
+    if not distributed.is_chief():
+        return
+
+    model_dir = os.environ.get("SM_MODEL_DIR") or contract.opt_ml("model")
+    output_data_dir = os.environ.get("SM_OUTPUT_DATA_DIR") or contract.opt_ml("output", "data")
+    os.makedirs(model_dir, exist_ok=True)
+    os.makedirs(output_data_dir, exist_ok=True)
+    model.save(os.path.join(model_dir, "model.keras"))
+    summary = {
+        "best_epoch": best_epoch,
+        "metrics": {
+            "train:loss": best["train:loss"],
+            "validation:ndcg@10": best["validation:ndcg@10"],
+            "last_epoch_train:loss": history[-1]["train:loss"],
+        },
+        "hyperparameters": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate,
+            "hidden_units": args.hidden_units,
+            "dropout": args.dropout,
+            "loss": args.loss,
+            "seed": args.seed,
+        },
+        "num_features": num_features,
+        "data": {
+            "train": {"queries": len(train_queries), "rows": train_rows},
+            "validation": {"queries": len(validation_queries), "rows": validation_rows},
+        },
+        "workers": distributed.size(),
+        "training_seconds": round(time.monotonic() - started, 2),
+    }
+    with open(os.path.join(model_dir, "training_summary.json"), "w", encoding="utf-8") as file:
+        json.dump(summary, file, indent=2)
+    with open(os.path.join(output_data_dir, "history.json"), "w", encoding="utf-8") as file:
+        json.dump(history, file, indent=2)
+    log.info("saved model.keras and training_summary.json to %s", model_dir)
+
+
+if __name__ == "__main__":
+    contract.run_step(main)
