@@ -9,6 +9,7 @@ buckets and the registry that earlier runs left.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -173,8 +174,28 @@ class EmbeddedAWS:
     def call(self, operation: str, **request: Any) -> dict[str, Any]:
         """Call one SageMaker API operation and journal it so that a restart replays it."""
         response = getattr(self.sagemaker, _snake_case(operation))(**request)
-        self._journal({"call": operation, "request": request})
+        created = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        self._set_creation_time(operation, request, response, created)
+        self._journal({"call": operation, "request": request, "created": created})
         return response
+
+    def _set_creation_time(
+        self, operation: str, request: dict[str, Any], response: dict[str, Any], created: str
+    ) -> None:
+        """Give a created record the time of the original call, also when it is replayed."""
+        from moto.sagemaker.models import sagemaker_backends
+
+        backend = sagemaker_backends[ACCOUNT_ID][self.region]
+        records = {
+            "CreateModelPackage": lambda: backend.model_packages[response["ModelPackageArn"]],
+            "CreateModelPackageGroup": lambda: backend.model_package_groups[
+                request["ModelPackageGroupName"]
+            ],
+            "CreateTrainingJob": lambda: backend.training_jobs[request["TrainingJobName"]],
+            "CreateProcessingJob": lambda: backend.processing_jobs[request["ProcessingJobName"]],
+        }
+        if operation in records:
+            records[operation]().creation_time = datetime.datetime.fromisoformat(created)
 
     def patch_job(self, kind: str, name: str, **fields: Any) -> None:
         """Set fields on a job record that moto cannot set itself (status, failure reason).
@@ -225,7 +246,10 @@ class EmbeddedAWS:
                     logger.warning("skipped unreadable line %d of %s", number, journal)
                     continue
                 if "call" in entry:
-                    getattr(self.sagemaker, _snake_case(entry["call"]))(**entry["request"])
+                    operation, request = entry["call"], entry["request"]
+                    response = getattr(self.sagemaker, _snake_case(operation))(**request)
+                    if "created" in entry:
+                        self._set_creation_time(operation, request, response, entry["created"])
                 else:
                     self._apply_patch(entry["patch"], entry["name"], entry["fields"])
                 replayed += 1
@@ -255,8 +279,6 @@ def _snake_case(operation: str) -> str:
 
 
 def _decode_times(attribute: str, value: Any) -> Any:
-    import datetime
-
     if attribute.endswith("_time") and isinstance(value, str):
         return datetime.datetime.fromisoformat(value)
     return value

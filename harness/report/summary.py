@@ -104,19 +104,20 @@ def print_evaluation(console: Console, evaluation: dict[str, Any]) -> None:
 
 def print_models(console: Console, packages: list[dict[str, Any]]) -> None:
     table = Table(title="Model registry", title_justify="left")
-    for column in ("group", "version", "status", "created", "NDCG@10", "run", "model package ARN"):
-        table.add_column(column, overflow="fold")
+    for column in ("model package", "status", "created (UTC)", "NDCG@10", "run"):
+        table.add_column(column, no_wrap=True)
     for package in packages:
         status = package["ModelApprovalStatus"]
         style = "green" if status == "Approved" else "red" if status == "Rejected" else ""
         ndcg = package.get("ndcg_at_10")
         table.add_row(
-            package["ModelPackageGroupName"],
-            str(package.get("ModelPackageVersion", "")),
+            f"{package['ModelPackageGroupName']}/{package.get('ModelPackageVersion', '')}",
             f"[{style}]{status}[/{style}]" if style else status,
-            str(package["CreationTime"])[:19],
+            str(package["CreationTime"])[:16],
             "" if ndcg is None else f"{ndcg:.4f}",
             package.get("run_id", ""),
-            package["ModelPackageArn"],
         )
     console.print(table)
+    if packages:
+        prefix = packages[0]["ModelPackageArn"].rsplit("/", 2)[0]
+        console.print(f"ARN of each: {prefix}/<model package>", soft_wrap=True)

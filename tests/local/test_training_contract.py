@@ -154,10 +154,13 @@ def test_job_records_survive_restart(aws: EmbeddedAWS, tmp_path: Path) -> None:
     prepare(aws)
     lines, sink = collect_lines()
     run_training_job(aws, training_request("kept-job", {}), aws.environment(), sink)
+    before = aws.sagemaker.describe_training_job(TrainingJobName="kept-job")
     aws.stop()
 
     with EmbeddedAWS(aws.workspace, "us-east-1") as restarted:
         described = restarted.sagemaker.describe_training_job(TrainingJobName="kept-job")
         assert described["TrainingJobStatus"] == "Completed"
+        assert described["CreationTime"] == before["CreationTime"]
+        assert described["TrainingEndTime"] == before["TrainingEndTime"]
         uri = described["ModelArtifacts"]["S3ModelArtifacts"]
         assert restarted.list_objects(uri)
