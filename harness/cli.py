@@ -25,19 +25,33 @@ EXIT_INTERRUPTED = 130
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--config", type=Path, default=Path("config.ini"), metavar="FILE",
+        "--config",
+        type=Path,
+        default=Path("config.ini"),
+        metavar="FILE",
         help="base configuration file (default: config.ini in the current folder)",
     )
     parser.add_argument(
-        "-c", dest="extra_files", action="append", type=Path, default=[], metavar="FILE",
+        "-c",
+        dest="extra_files",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="FILE",
         help="override file applied after config.ini and config.local.ini; repeat for more, the last wins",
     )
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
         help="override one value, applied after every file, e.g. --set train.hyperparameters.epochs=5",
     )
     parser.add_argument(
-        "--no-local", dest="use_local", action="store_false",
+        "--no-local",
+        dest="use_local",
+        action="store_false",
         help="ignore config.local.ini",
     )
 
@@ -54,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the pipeline on the configured target")
     _add_config_options(run)
     run.add_argument(
-        "-q", "--quiet", action="store_true",
+        "-q",
+        "--quiet",
+        action="store_true",
         help="print step starts and ends only, not the jobs' own output",
     )
 
@@ -63,10 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     show = config_commands.add_parser("show", help="print the effective configuration")
     _add_config_options(show)
     show.add_argument("--origin", action="store_true", help="print the file and line of each value")
-    validate = config_commands.add_parser("validate", help="validate the configuration and the dataset")
+    validate = config_commands.add_parser(
+        "validate", help="validate the configuration and the dataset"
+    )
     _add_config_options(validate)
 
-    models = commands.add_parser("models", help="list the model packages in the local model registry")
+    models = commands.add_parser(
+        "models", help="list the model packages in the local model registry"
+    )
     _add_config_options(models)
     models.add_argument("--json", action="store_true", help="print the packages as JSON")
     return parser
@@ -177,7 +197,9 @@ def command_models(args: argparse.Namespace, console: Console) -> int:
     config = _load(args)
     workspace = workspace_of(config)
     if not (workspace / "control-plane.jsonl").exists():
-        console.print(f"No model packages yet: the workspace {workspace} has no runs. Run `harness run` first.")
+        console.print(
+            f"No model packages yet: the workspace {workspace} has no runs. Run `harness run` first."
+        )
         return 0
     packages = []
     with EmbeddedAWS(workspace, config.session.region) as aws:
@@ -224,7 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        console.print("[yellow]Interrupted.[/yellow] Finished steps keep their outputs in the workspace.")
+        console.print(
+            "[yellow]Interrupted.[/yellow] Finished steps keep their outputs in the workspace."
+        )
         return EXIT_INTERRUPTED
 
 

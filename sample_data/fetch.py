@@ -84,19 +84,35 @@ def download_archive(folder: str) -> str:
     with open(requirements, "w", encoding="utf-8") as file:
         file.write(f"{PACKAGE}=={VERSION} --hash=sha256:{ARCHIVE_SHA256}\n")
     command = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-        "--no-build-isolation", "--require-hashes", "-r", requirements, "-d", folder,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        "--no-build-isolation",
+        "--require-hashes",
+        "-r",
+        requirements,
+        "-d",
+        folder,
     ]
     print("running:", " ".join(command), flush=True)
     result = subprocess.run(command, check=False)
     if result.returncode != 0:
-        raise FetchError(f"pip download of {PACKAGE}=={VERSION} failed with exit status {result.returncode}")
+        raise FetchError(
+            f"pip download of {PACKAGE}=={VERSION} failed with exit status {result.returncode}"
+        )
     archives = [
-        name for name in os.listdir(folder)
+        name
+        for name in os.listdir(folder)
         if name.startswith(f"{PACKAGE}-{VERSION}") and name.endswith((".tar.gz", ".zip"))
     ]
     if len(archives) != 1:
-        raise FetchError(f"expected one {PACKAGE}-{VERSION} source archive from pip, found {archives}")
+        raise FetchError(
+            f"expected one {PACKAGE}-{VERSION} source archive from pip, found {archives}"
+        )
     return os.path.join(folder, archives[0])
 
 
@@ -122,12 +138,17 @@ def extract_files(archive_path: str, destination: str) -> None:
             if relative not in members_to_extract or not member.isfile():
                 continue
             source = archive.extractfile(member)
-            with source, open(os.path.join(destination, members_to_extract[relative]), "wb") as target:
+            with (
+                source,
+                open(os.path.join(destination, members_to_extract[relative]), "wb") as target,
+            ):
                 shutil.copyfileobj(source, target)
             found.add(members_to_extract[relative])
     missing = sorted(set(FILE_NAMES) - found)
     if missing:
-        raise FetchError(f"{os.path.basename(archive_path)} is missing {', '.join(missing)} under {MEMBER_DIR}")
+        raise FetchError(
+            f"{os.path.basename(archive_path)} is missing {', '.join(missing)} under {MEMBER_DIR}"
+        )
 
 
 def install_files(staging: str, data_dir: str) -> None:
@@ -177,10 +198,16 @@ def fetch(data_dir: str, checksums_path: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=os.path.join(HERE, "mslr"),
-                        help="folder that receives the two LETOR files (default: sample_data/mslr)")
-    parser.add_argument("--checksums", default=os.path.join(HERE, "SHA256SUMS"),
-                        help="file with the SHA-256 of each LETOR file (default: sample_data/SHA256SUMS)")
+    parser.add_argument(
+        "--data-dir",
+        default=os.path.join(HERE, "mslr"),
+        help="folder that receives the two LETOR files (default: sample_data/mslr)",
+    )
+    parser.add_argument(
+        "--checksums",
+        default=os.path.join(HERE, "SHA256SUMS"),
+        help="file with the SHA-256 of each LETOR file (default: sample_data/SHA256SUMS)",
+    )
     args = parser.parse_args()
     try:
         fetch(args.data_dir, args.checksums)

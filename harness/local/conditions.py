@@ -41,9 +41,7 @@ def json_get(document: Any, path: str) -> Any:
         if key is not None:
             if not isinstance(value, dict) or key not in value:
                 available = ", ".join(sorted(value)) if isinstance(value, dict) else "none"
-                raise JsonPathError(
-                    f"{walked or '$'} has no key {key!r} (keys there: {available})"
-                )
+                raise JsonPathError(f"{walked or '$'} has no key {key!r} (keys there: {available})")
             value = value[key]
             walked = f"{walked}.{key}" if walked else key
         else:

@@ -126,7 +126,9 @@ class EmbeddedAWS:
         mirror = self._mirror_path(bucket, key)
         mirror.parent.mkdir(parents=True, exist_ok=True)
         if local.resolve() != mirror.resolve():
-            with tempfile.NamedTemporaryFile(dir=mirror.parent, prefix=PARTIAL_PREFIX, delete=False) as tmp:
+            with tempfile.NamedTemporaryFile(
+                dir=mirror.parent, prefix=PARTIAL_PREFIX, delete=False
+            ) as tmp:
                 with open(local, "rb") as source:
                     shutil.copyfileobj(source, tmp)
             os.replace(tmp.name, mirror)
@@ -136,7 +138,9 @@ class EmbeddedAWS:
         bucket, key = split_s3_uri(uri)
         mirror = self._mirror_path(bucket, key)
         mirror.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=mirror.parent, prefix=PARTIAL_PREFIX, delete=False) as tmp:
+        with tempfile.NamedTemporaryFile(
+            dir=mirror.parent, prefix=PARTIAL_PREFIX, delete=False
+        ) as tmp:
             tmp.write(data)
         os.replace(tmp.name, mirror)
         self.s3.put_object(Bucket=bucket, Key=key, Body=data)
@@ -174,7 +178,7 @@ class EmbeddedAWS:
     def call(self, operation: str, **request: Any) -> dict[str, Any]:
         """Call one SageMaker API operation and journal it so that a restart replays it."""
         response = getattr(self.sagemaker, _snake_case(operation))(**request)
-        created = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        created = datetime.datetime.now(datetime.UTC).isoformat()
         self._set_creation_time(operation, request, response, created)
         self._journal({"call": operation, "request": request, "created": created})
         return response

@@ -67,7 +67,7 @@ class JobInterrupted(Exception):
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def remap_path(value: str, host_root: Path) -> str:
@@ -359,8 +359,12 @@ def run_training_job(
     except BaseException as error:
         result.status, result.ended = "Stopped", time.time()
         aws.patch_job(
-            "training", name, training_job_status="Stopped", secondary_status="Stopped",
-            failure_reason=f"Interrupted: {type(error).__name__}", training_end_time=_now(),
+            "training",
+            name,
+            training_job_status="Stopped",
+            secondary_status="Stopped",
+            failure_reason=f"Interrupted: {type(error).__name__}",
+            training_end_time=_now(),
         )
         raise
     result.metrics, result.log_path, result.ended = metrics, log_path, time.time()
@@ -478,8 +482,11 @@ def run_processing_job(
     except BaseException as error:
         result.status, result.ended = "Stopped", time.time()
         aws.patch_job(
-            "processing", name, processing_job_status="Stopped",
-            exit_message=f"Interrupted: {type(error).__name__}", processing_end_time=_now(),
+            "processing",
+            name,
+            processing_job_status="Stopped",
+            exit_message=f"Interrupted: {type(error).__name__}",
+            processing_end_time=_now(),
         )
         raise
     result.metrics, result.log_path, result.ended = metrics, log_path, time.time()
@@ -501,7 +508,9 @@ def run_processing_job(
         for output in outputs:
             target = output["S3Output"]["S3Uri"].rstrip("/")
             for host in hosts:
-                local = Path(remap_path(output["S3Output"]["LocalPath"], job_dir / host / "opt" / "ml"))
+                local = Path(
+                    remap_path(output["S3Output"]["LocalPath"], job_dir / host / "opt" / "ml")
+                )
                 aws.put_tree(local, target)
             result.outputs[output["OutputName"]] = target
 

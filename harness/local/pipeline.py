@@ -76,7 +76,7 @@ class RunEvents:
 
 def new_run_id() -> str:
     """Return a UTC timestamp of 14 digits; job names carry it, so runs never collide."""
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d%H%M%S")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y%m%d%H%M%S")
 
 
 def workspace_of(config: Config) -> Path:
@@ -97,7 +97,7 @@ class LocalRunner:
         record = RunRecord(
             run_id=self.plan.run_id,
             pipeline=self.plan.pipeline,
-            started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            started=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             workspace=str(self.workspace),
             config_sources=list(self.config.sources),
         )
@@ -174,7 +174,10 @@ class LocalRunner:
             # Name the step that failed, not every skipped step between it and this one.
             causes = [s.step for s in record.steps if s.status in ("Failed", "Stopped")]
             return StepOutcome(
-                job.step, job.name, "Skipped", detail=f"{', '.join(causes or blocked)} did not complete"
+                job.step,
+                job.name,
+                "Skipped",
+                detail=f"{', '.join(causes or blocked)} did not complete",
             )
         if job.branch == "if" and record.condition and not record.condition["outcome"]:
             return StepOutcome(job.step, job.name, "Skipped", detail="condition is false")
@@ -204,7 +207,10 @@ class LocalRunner:
             value = float(json_get(report, get["Path"]))
         except (JsonPathError, ValueError, TypeError) as error:
             return StepOutcome(
-                job.step, job.name, "Failed", time.time() - started,
+                job.step,
+                job.name,
+                "Failed",
+                time.time() - started,
                 failure_reason=(
                     f"[condition] json_path = {get['Path']!r}: cannot read a number from "
                     f"{report_uri}: {error}. Fix: set [condition] json_path to a path that "
@@ -222,7 +228,10 @@ class LocalRunner:
             "outcome": outcome,
         }
         return StepOutcome(
-            job.step, job.name, "Completed", time.time() - started,
+            job.step,
+            job.name,
+            "Completed",
+            time.time() - started,
             detail=f"{value:.4f} {SYMBOLS[job.request['Type']]} {threshold}: {str(outcome).lower()}",
         )
 
@@ -240,7 +249,9 @@ class LocalRunner:
                 ),
             }
         group = request["ModelPackageGroupName"]
-        groups = aws.sagemaker.list_model_package_groups(NameContains=group)["ModelPackageGroupSummaryList"]
+        groups = aws.sagemaker.list_model_package_groups(NameContains=group)[
+            "ModelPackageGroupSummaryList"
+        ]
         if not any(g["ModelPackageGroupName"] == group for g in groups):
             aws.call(
                 "CreateModelPackageGroup",
@@ -251,7 +262,10 @@ class LocalRunner:
         record.model_package_arn = arn
         record.approval_status = request["ModelApprovalStatus"]
         return StepOutcome(
-            job.step, group, "Completed", time.time() - started,
+            job.step,
+            group,
+            "Completed",
+            time.time() - started,
             detail=f"{request['ModelApprovalStatus']}, version {arn.rsplit('/', 1)[-1]}",
             outputs={"model_package_arn": arn},
         )
@@ -278,4 +292,3 @@ def _inherited_environment() -> dict[str, str]:
         for key, value in os.environ.items()
         if not key.startswith(("AWS_", "SAGEMAKER_", "SM_"))
     }
-

@@ -314,11 +314,23 @@ def build_plan(config: Config, run_id: str) -> Plan:
         step = config.steps["prepare"]
         outputs = {name: out("prepare", name) for name in ("train", "validation", "test", "schema")}
         jobs["prepare"] = PlannedJob(
-            "prepare", "processing", job_name("prepare"), (),
+            "prepare",
+            "processing",
+            job_name("prepare"),
+            (),
             _processing_request(
-                config, step, job_name("prepare"), code_uri,
-                [_processing_input("raw", dataset_uri)], outputs,
-                ["--input-dir", f"{PROCESSING_INPUT_ROOT}/raw", "--output-dir", PROCESSING_OUTPUT_ROOT],
+                config,
+                step,
+                job_name("prepare"),
+                code_uri,
+                [_processing_input("raw", dataset_uri)],
+                outputs,
+                [
+                    "--input-dir",
+                    f"{PROCESSING_INPUT_ROOT}/raw",
+                    "--output-dir",
+                    PROCESSING_OUTPUT_ROOT,
+                ],
             ),
             outputs,
         )
@@ -329,10 +341,17 @@ def build_plan(config: Config, run_id: str) -> Plan:
         output_path = f"{run_prefix}/train"
         name = job_name("train")
         jobs["train"] = PlannedJob(
-            "train", "training", name, ("prepare",),
+            "train",
+            "training",
+            name,
+            ("prepare",),
             _training_request(
-                config, step, name, archive_uri,
-                {"train": prepared["train"], "validation": prepared["validation"]}, output_path,
+                config,
+                step,
+                name,
+                archive_uri,
+                {"train": prepared["train"], "validation": prepared["validation"]},
+                output_path,
             ),
             {"model": f"{output_path}/{name}/output/model.tar.gz"},
         )
@@ -341,9 +360,15 @@ def build_plan(config: Config, run_id: str) -> Plan:
         step = config.steps["predict"]
         outputs = {"predictions": out("predict", "predictions")}
         jobs["predict"] = PlannedJob(
-            "predict", "processing", job_name("predict"), ("train", "prepare"),
+            "predict",
+            "processing",
+            job_name("predict"),
+            ("train", "prepare"),
             _processing_request(
-                config, step, job_name("predict"), code_uri,
+                config,
+                step,
+                job_name("predict"),
+                code_uri,
                 [
                     _processing_input("model", jobs["train"].outputs["model"]),
                     # Each instance scores about 1/N of the test files.
@@ -351,9 +376,12 @@ def build_plan(config: Config, run_id: str) -> Plan:
                 ],
                 outputs,
                 [
-                    "--model-dir", f"{PROCESSING_INPUT_ROOT}/model",
-                    "--input-dir", f"{PROCESSING_INPUT_ROOT}/test",
-                    "--output-dir", f"{PROCESSING_OUTPUT_ROOT}/predictions",
+                    "--model-dir",
+                    f"{PROCESSING_INPUT_ROOT}/model",
+                    "--input-dir",
+                    f"{PROCESSING_INPUT_ROOT}/test",
+                    "--output-dir",
+                    f"{PROCESSING_OUTPUT_ROOT}/predictions",
                 ],
             ),
             outputs,
@@ -363,9 +391,15 @@ def build_plan(config: Config, run_id: str) -> Plan:
         step = config.steps["evaluate"]
         outputs = {"evaluation": out("evaluate", "evaluation")}
         jobs["evaluate"] = PlannedJob(
-            "evaluate", "processing", job_name("evaluate"), ("predict", "prepare"),
+            "evaluate",
+            "processing",
+            job_name("evaluate"),
+            ("predict", "prepare"),
             _processing_request(
-                config, step, job_name("evaluate"), code_uri,
+                config,
+                step,
+                job_name("evaluate"),
+                code_uri,
                 [
                     _processing_input("predictions", jobs["predict"].outputs["predictions"]),
                     _processing_input("validation", jobs["prepare"].outputs["validation"]),
@@ -373,10 +407,14 @@ def build_plan(config: Config, run_id: str) -> Plan:
                 ],
                 outputs,
                 [
-                    "--predictions-dir", f"{PROCESSING_INPUT_ROOT}/predictions",
-                    "--validation-dir", f"{PROCESSING_INPUT_ROOT}/validation",
-                    "--schema-dir", f"{PROCESSING_INPUT_ROOT}/schema",
-                    "--output-dir", f"{PROCESSING_OUTPUT_ROOT}/evaluation",
+                    "--predictions-dir",
+                    f"{PROCESSING_INPUT_ROOT}/predictions",
+                    "--validation-dir",
+                    f"{PROCESSING_INPUT_ROOT}/validation",
+                    "--schema-dir",
+                    f"{PROCESSING_INPUT_ROOT}/schema",
+                    "--output-dir",
+                    f"{PROCESSING_OUTPUT_ROOT}/evaluation",
                 ],
             ),
             outputs,
@@ -386,7 +424,10 @@ def build_plan(config: Config, run_id: str) -> Plan:
         condition = config.condition
         assert condition is not None
         jobs["condition"] = PlannedJob(
-            "condition", "condition", f"{pipeline}-condition", ("evaluate",),
+            "condition",
+            "condition",
+            f"{pipeline}-condition",
+            ("evaluate",),
             {
                 "Type": condition.comparison,
                 "LeftValue": {
@@ -406,7 +447,10 @@ def build_plan(config: Config, run_id: str) -> Plan:
         train = config.steps["train"]
         framework_version = train.framework_version or "2.18"
         jobs["register"] = PlannedJob(
-            "register", "register", register.model_package_group, ("condition", "train", "evaluate"),
+            "register",
+            "register",
+            register.model_package_group,
+            ("condition", "train", "evaluate"),
             {
                 "ModelPackageGroupName": register.model_package_group,
                 "ModelPackageDescription": f"{pipeline} run {run_id}",
@@ -446,18 +490,27 @@ def build_plan(config: Config, run_id: str) -> Plan:
         step = config.steps["package"]
         outputs = {"package": out("package", "package")}
         jobs["package"] = PlannedJob(
-            "package", "processing", job_name("package"), ("condition", "train", "prepare"),
+            "package",
+            "processing",
+            job_name("package"),
+            ("condition", "train", "prepare"),
             _processing_request(
-                config, step, job_name("package"), code_uri,
+                config,
+                step,
+                job_name("package"),
+                code_uri,
                 [
                     _processing_input("model", jobs["train"].outputs["model"]),
                     _processing_input("schema", jobs["prepare"].outputs["schema"]),
                 ],
                 outputs,
                 [
-                    "--model-dir", f"{PROCESSING_INPUT_ROOT}/model",
-                    "--schema-dir", f"{PROCESSING_INPUT_ROOT}/schema",
-                    "--output-dir", f"{PROCESSING_OUTPUT_ROOT}/package",
+                    "--model-dir",
+                    f"{PROCESSING_INPUT_ROOT}/model",
+                    "--schema-dir",
+                    f"{PROCESSING_INPUT_ROOT}/schema",
+                    "--output-dir",
+                    f"{PROCESSING_OUTPUT_ROOT}/package",
                 ],
             ),
             outputs,

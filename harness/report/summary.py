@@ -70,7 +70,9 @@ def print_run_summary(console: Console, record: RunRecord) -> None:
     )
     for prefix in run_prefixes:
         console.print(f"Artifacts: {prefix}", soft_wrap=True)
-        console.print(f"  local copy: {workspace / 's3' / prefix.removeprefix('s3://')}", soft_wrap=True)
+        console.print(
+            f"  local copy: {workspace / 's3' / prefix.removeprefix('s3://')}", soft_wrap=True
+        )
     console.print(f"  job folders and logs: {workspace / 'jobs'}", soft_wrap=True)
     console.print(f"  run record: {workspace / 'runs' / (record.run_id + '.json')}", soft_wrap=True)
 

@@ -12,7 +12,8 @@ import logging
 import os
 import sys
 import traceback
-from typing import Callable, NoReturn
+from collections.abc import Callable
+from typing import NoReturn
 
 # SageMaker reads at most 1024 characters of FailureReason and ExitMessage.
 MAX_FAILURE_CHARS = 1024

@@ -57,7 +57,7 @@ class ProblemSummary:
         self.examples.sort()
         del self.examples[EXAMPLES_PER_PROBLEM:]
 
-    def merge(self, other: "ProblemSummary") -> "ProblemSummary":
+    def merge(self, other: ProblemSummary) -> ProblemSummary:
         merged = ProblemSummary(self.source, self.kind, self.count + other.count)
         merged.examples = sorted(self.examples + other.examples)[:EXAMPLES_PER_PROBLEM]
         return merged
@@ -84,7 +84,7 @@ def parse_line(
     feature_tokens = tokens[1:]
     if len(tokens) > 1 and tokens[1].startswith("qid:"):
         feature_tokens = tokens[2:]
-        qid_text = tokens[1][len("qid:"):]
+        qid_text = tokens[1][len("qid:") :]
         if qid_text.isdigit():
             qid = int(qid_text)
         else:

@@ -8,8 +8,8 @@ score of a real document, and the losses ignore padded positions through the mas
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import keras
 import numpy as np
@@ -43,7 +43,7 @@ def group_queries(qids, docs, labels, features) -> list[Query]:
     ends = np.r_[starts[1:], len(qids)]
     return [
         Query(int(qids[start]), docs[start:end], labels[start:end], features[start:end])
-        for start, end in zip(starts, ends)
+        for start, end in zip(starts, ends, strict=True)
     ]
 
 
@@ -134,9 +134,7 @@ def softmax_cross_entropy_loss(labels, scores, mask) -> tf.Tensor:
     has_target = label_sums > 0
     targets = labels / tf.maximum(label_sums, 1e-12)[:, None]
     log_probabilities = tf.nn.log_softmax(scores, axis=1)
-    per_query = -tf.reduce_sum(
-        tf.where(mask, targets * log_probabilities, 0.0), axis=1
-    )
+    per_query = -tf.reduce_sum(tf.where(mask, targets * log_probabilities, 0.0), axis=1)
     per_query = tf.where(has_target, per_query, 0.0)
     count = tf.reduce_sum(tf.cast(has_target, tf.float32))
     return tf.reduce_sum(per_query) / tf.maximum(count, 1.0)
@@ -151,9 +149,7 @@ def pairwise_logistic_loss(labels, scores, mask) -> tf.Tensor:
     mask = tf.cast(mask, tf.bool)
     labels = tf.cast(labels, tf.float32)
     scores = tf.cast(scores, tf.float32)
-    pairs = (
-        (labels[:, :, None] > labels[:, None, :]) & mask[:, :, None] & mask[:, None, :]
-    )
+    pairs = (labels[:, :, None] > labels[:, None, :]) & mask[:, :, None] & mask[:, None, :]
     score_differences = scores[:, :, None] - scores[:, None, :]
     pair_losses = tf.where(pairs, tf.math.softplus(-score_differences), 0.0)
     count = tf.reduce_sum(tf.cast(pairs, tf.float32))

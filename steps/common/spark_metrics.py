@@ -62,12 +62,15 @@ def query_metrics_frame(
     ]
     for k in NDCG_CUTOFFS:
         aggregates.append(
-            F.sum(F.when(F.col("rank") <= k, gain / F.log2(F.col("rank") + 1)).otherwise(0.0))
-            .alias(f"dcg_{k}")
+            F.sum(
+                F.when(F.col("rank") <= k, gain / F.log2(F.col("rank") + 1)).otherwise(0.0)
+            ).alias(f"dcg_{k}")
         )
         aggregates.append(
             F.sum(
-                F.when(F.col("ideal_rank") <= k, gain / F.log2(F.col("ideal_rank") + 1)).otherwise(0.0)
+                F.when(F.col("ideal_rank") <= k, gain / F.log2(F.col("ideal_rank") + 1)).otherwise(
+                    0.0
+                )
             ).alias(f"ideal_dcg_{k}")
         )
     per_query = ranked.groupBy(*keys).agg(*aggregates)
@@ -85,7 +88,9 @@ def query_metrics_frame(
         .alias("mrr")
     )
     columns.append(
-        F.when(F.col("relevant_documents") > 0, F.col("precision_sum") / F.col("relevant_documents"))
+        F.when(
+            F.col("relevant_documents") > 0, F.col("precision_sum") / F.col("relevant_documents")
+        )
         .otherwise(0.0)
         .alias("map")
     )

@@ -30,17 +30,31 @@ log = logging.getLogger("evaluate")
 
 def parse_arguments(argv=None):
     parser = contract.ArgumentParser(prog="evaluate.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--predictions-dir", default="/opt/ml/processing/input/predictions",
-                        help="folder with the predict step's Parquet files")
-    parser.add_argument("--validation-dir", default="/opt/ml/processing/input/validation",
-                        help="folder with the validation split, used to pick the best single feature")
-    parser.add_argument("--schema-dir", default=None,
-                        help="optional folder with schema.json, for feature names")
-    parser.add_argument("--output-dir", default="/opt/ml/processing/output/evaluation",
-                        help="folder that receives evaluation.json and per_query.csv")
+    parser.add_argument(
+        "--predictions-dir",
+        default="/opt/ml/processing/input/predictions",
+        help="folder with the predict step's Parquet files",
+    )
+    parser.add_argument(
+        "--validation-dir",
+        default="/opt/ml/processing/input/validation",
+        help="folder with the validation split, used to pick the best single feature",
+    )
+    parser.add_argument(
+        "--schema-dir", default=None, help="optional folder with schema.json, for feature names"
+    )
+    parser.add_argument(
+        "--output-dir",
+        default="/opt/ml/processing/output/evaluation",
+        help="folder that receives evaluation.json and per_query.csv",
+    )
     parser.add_argument("--seed", type=int, default=42, help="seed of the random baseline")
-    parser.add_argument("--relevance-threshold", type=float, default=1,
-                        help="lowest label that MRR and MAP count as relevant")
+    parser.add_argument(
+        "--relevance-threshold",
+        type=float,
+        default=1,
+        help="lowest label that MRR and MAP count as relevant",
+    )
     return parser.parse_args(argv)
 
 
@@ -74,7 +88,9 @@ def check_predictions(predictions):
     from pyspark.sql import functions as F
 
     invalid = predictions.filter(
-        F.col("score").isNull() | F.isnan("score") | F.col("score").isin(float("inf"), float("-inf"))
+        F.col("score").isNull()
+        | F.isnan("score")
+        | F.col("score").isin(float("inf"), float("-inf"))
     ).count()
     if invalid:
         raise StepError(f"{invalid} predictions have a missing, NaN or infinite score")
@@ -98,7 +114,9 @@ def choose_best_feature(validation, relevance_threshold):
         "qid", "doc", "label", F.posexplode("features").alias("position", "value")
     )
     per_query = query_metrics_frame(
-        exploded, score_column="value", keys=("position", "qid"),
+        exploded,
+        score_column="value",
+        keys=("position", "qid"),
         relevance_threshold=relevance_threshold,
     )
     means = (
@@ -133,7 +151,9 @@ def stack_scorers(predictions, seed, feature_position):
     }
     stacked = None
     for name, score in scorers.items():
-        frame = predictions.select(F.lit(name).alias("scorer"), "qid", "doc", "label", score.alias("score"))
+        frame = predictions.select(
+            F.lit(name).alias("scorer"), "qid", "doc", "label", score.alias("score")
+        )
         stacked = frame if stacked is None else stacked.unionByName(frame)
     return stacked
 
@@ -158,7 +178,9 @@ def main():
 
         threshold = args.relevance_threshold
         position, validation_ndcg = choose_best_feature(validation, threshold)
-        log.info("best single feature on validation: %s (NDCG@10 %.4f)", names[position], validation_ndcg)
+        log.info(
+            "best single feature on validation: %s (NDCG@10 %.4f)", names[position], validation_ndcg
+        )
 
         stacked = stack_scorers(predictions, args.seed, position)
         per_query = query_metrics_frame(
@@ -208,19 +230,29 @@ def write_per_query(path, per_query_rows):
     by_query = {}
     for row in per_query_rows:
         by_query.setdefault(row.qid, {})[row.scorer] = row
-    columns = ["qid", "documents", "relevant_documents", *METRIC_NAMES,
-               "random_ndcg_at_10", "best_single_feature_ndcg_at_10"]
+    columns = [
+        "qid",
+        "documents",
+        "relevant_documents",
+        *METRIC_NAMES,
+        "random_ndcg_at_10",
+        "best_single_feature_ndcg_at_10",
+    ]
     with open(path, "w", encoding="utf-8", newline="") as file:
         writer = csv.writer(file)
         writer.writerow(columns)
         for qid in sorted(by_query):
             model = by_query[qid]["model"]
-            writer.writerow([
-                qid, model.documents, model.relevant_documents,
-                *(f"{model[name]:.6f}" for name in METRIC_NAMES),
-                f"{by_query[qid]['random'].ndcg_at_10:.6f}",
-                f"{by_query[qid]['best_single_feature'].ndcg_at_10:.6f}",
-            ])
+            writer.writerow(
+                [
+                    qid,
+                    model.documents,
+                    model.relevant_documents,
+                    *(f"{model[name]:.6f}" for name in METRIC_NAMES),
+                    f"{by_query[qid]['random'].ndcg_at_10:.6f}",
+                    f"{by_query[qid]['best_single_feature'].ndcg_at_10:.6f}",
+                ]
+            )
 
 
 if __name__ == "__main__":

@@ -36,14 +36,27 @@ SCORE_TOLERANCE = 1e-4
 
 def parse_arguments(argv=None):
     parser = contract.ArgumentParser(prog="package.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", default="/opt/ml/processing/input/model",
-                        help="folder with model.tar.gz from the train step")
-    parser.add_argument("--schema-dir", default="/opt/ml/processing/input/schema",
-                        help="folder with schema.json from the prepare step")
-    parser.add_argument("--output-dir", default="/opt/ml/processing/output/package",
-                        help="folder that receives model.tar.gz")
-    parser.add_argument("--model-version", type=int, default=1,
-                        help="TensorFlow Serving model version: the SavedModel's folder name")
+    parser.add_argument(
+        "--model-dir",
+        default="/opt/ml/processing/input/model",
+        help="folder with model.tar.gz from the train step",
+    )
+    parser.add_argument(
+        "--schema-dir",
+        default="/opt/ml/processing/input/schema",
+        help="folder with schema.json from the prepare step",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default="/opt/ml/processing/output/package",
+        help="folder that receives model.tar.gz",
+    )
+    parser.add_argument(
+        "--model-version",
+        type=int,
+        default=1,
+        help="TensorFlow Serving model version: the SavedModel's folder name",
+    )
     args = parser.parse_args(argv)
     if args.model_version < 1:
         raise StepError(f"--model-version must be a positive integer, got {args.model_version}")
@@ -65,7 +78,9 @@ def read_schema(schema_dir):
     for key in ("mean", "std"):
         values = normalization.get(key)
         if not isinstance(values, list) or len(values) != num_features:
-            raise StepError(f"{path} needs normalization.{key} with num_features ({num_features}) values")
+            raise StepError(
+                f"{path} needs normalization.{key} with num_features ({num_features}) values"
+            )
     if min(normalization["std"]) <= 0:
         raise StepError(f"{path} has a normalization.std value of 0 or below")
     return schema
@@ -105,7 +120,9 @@ def verify_saved_model(model, mean, std, path):
     normalized = ((raw - mean_array) / std_array).astype(np.float32)
     expected = np.asarray(model(normalized[np.newaxis], training=False))[0]
     if served.shape != expected.shape:
-        raise StepError(f"the SavedModel returned scores of shape {served.shape}, expected {expected.shape}")
+        raise StepError(
+            f"the SavedModel returned scores of shape {served.shape}, expected {expected.shape}"
+        )
     difference = float(np.max(np.abs(served - expected)))
     if difference > SCORE_TOLERANCE:
         raise StepError(
@@ -140,7 +157,9 @@ def main():
     from common.model_archive import extract_model_archive
 
     with tempfile.TemporaryDirectory(prefix="package-") as work:
-        model = keras.saving.load_model(extract_model_archive(args.model_dir, os.path.join(work, "model")))
+        model = keras.saving.load_model(
+            extract_model_archive(args.model_dir, os.path.join(work, "model"))
+        )
         if model.input_shape[-1] != len(mean):
             raise StepError(
                 f"the model expects {model.input_shape[-1]} features but schema.json has {len(mean)}"

@@ -22,12 +22,21 @@ log = logging.getLogger("predict")
 
 def parse_arguments(argv=None):
     parser = contract.ArgumentParser(prog="predict.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", default="/opt/ml/processing/input/model",
-                        help="folder with model.tar.gz from the train step")
-    parser.add_argument("--input-dir", default="/opt/ml/processing/input/test",
-                        help="folder with this instance's test Parquet files")
-    parser.add_argument("--output-dir", default="/opt/ml/processing/output/predictions",
-                        help="folder that receives predictions-<current_host>.parquet")
+    parser.add_argument(
+        "--model-dir",
+        default="/opt/ml/processing/input/model",
+        help="folder with model.tar.gz from the train step",
+    )
+    parser.add_argument(
+        "--input-dir",
+        default="/opt/ml/processing/input/test",
+        help="folder with this instance's test Parquet files",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default="/opt/ml/processing/output/predictions",
+        help="folder that receives predictions-<current_host>.parquet",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="queries scored per batch")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
@@ -38,13 +47,15 @@ def parse_arguments(argv=None):
 def prediction_schema():
     import pyarrow as pa
 
-    return pa.schema([
-        ("qid", pa.int64()),
-        ("doc", pa.int64()),
-        ("label", pa.int32()),
-        ("score", pa.float64()),
-        ("features", pa.list_(pa.float64())),
-    ])
+    return pa.schema(
+        [
+            ("qid", pa.int64()),
+            ("doc", pa.int64()),
+            ("label", pa.int32()),
+            ("score", pa.float64()),
+            ("features", pa.list_(pa.float64())),
+        ]
+    )
 
 
 def main():
@@ -88,8 +99,10 @@ def main():
             f"the test rows have {features.shape[1]} features but the model expects {num_features}"
         )
     queries = ranking.group_queries(
-        table.column("qid").to_numpy(), table.column("doc").to_numpy(),
-        table.column("label").to_numpy(), features,
+        table.column("qid").to_numpy(),
+        table.column("doc").to_numpy(),
+        table.column("label").to_numpy(),
+        features,
     )
     scores = ranking.score_queries(model, queries, args.batch_size)
 
@@ -111,7 +124,11 @@ def main():
     pq.write_table(output, output_path)
     log.info(
         "scored %d queries, %d rows from %d file(s) into %s in %.1f s",
-        len(queries), output.num_rows, len(paths), output_path, time.monotonic() - started,
+        len(queries),
+        output.num_rows,
+        len(paths),
+        output_path,
+        time.monotonic() - started,
     )
 
 

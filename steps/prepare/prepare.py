@@ -31,20 +31,39 @@ SPLITS = ("train", "validation", "test")
 
 def parse_arguments(argv=None):
     parser = contract.ArgumentParser(prog="prepare.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--input-dir", default="/opt/ml/processing/input/raw",
-                        help="folder with LETOR text files, read recursively")
-    parser.add_argument("--output-dir", default="/opt/ml/processing/output",
-                        help="folder that receives train/, validation/, test/ and schema/")
-    parser.add_argument("--validation-fraction", type=float, default=0.2,
-                        help="share of the queries in the validation split")
-    parser.add_argument("--test-fraction", type=float, default=0.2,
-                        help="share of the queries in the test split")
+    parser.add_argument(
+        "--input-dir",
+        default="/opt/ml/processing/input/raw",
+        help="folder with LETOR text files, read recursively",
+    )
+    parser.add_argument(
+        "--output-dir",
+        default="/opt/ml/processing/output",
+        help="folder that receives train/, validation/, test/ and schema/",
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.2,
+        help="share of the queries in the validation split",
+    )
+    parser.add_argument(
+        "--test-fraction", type=float, default=0.2, help="share of the queries in the test split"
+    )
     parser.add_argument("--seed", type=int, default=42, help="seed of the query split")
-    parser.add_argument("--num-features", type=int, default=136,
-                        help="number of features; feature indices run from 1 to this")
+    parser.add_argument(
+        "--num-features",
+        type=int,
+        default=136,
+        help="number of features; feature indices run from 1 to this",
+    )
     parser.add_argument("--max-label", type=int, default=4, help="highest relevance label")
-    parser.add_argument("--test-shards", type=int, default=4,
-                        help="number of test Parquet files, one per predict instance or more")
+    parser.add_argument(
+        "--test-shards",
+        type=int,
+        default=4,
+        help="number of test Parquet files, one per predict instance or more",
+    )
     args = parser.parse_args(argv)
     for name in ("validation_fraction", "test_fraction"):
         value = getattr(args, name)
@@ -57,7 +76,9 @@ def parse_arguments(argv=None):
         )
     for name in ("num_features", "max_label", "test_shards"):
         if getattr(args, name) < 1:
-            raise StepError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            raise StepError(
+                f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}"
+            )
     return args
 
 
@@ -75,12 +96,12 @@ def parse_input(spark, paths, num_features, max_label):
     per_file = []
     for file_index, path in enumerate(paths):
         lines = context.textFile(hadoop_path(path)).zipWithIndex()
-        per_file.append(
-            lines.map(lambda pair, f=file_index: (f, pair[1] + 1, pair[0]))
-        )
-    parsed = context.union(per_file).map(
-        lambda record: _parse_record(record, num_features, max_label)
-    ).cache()
+        per_file.append(lines.map(lambda pair, f=file_index: (f, pair[1] + 1, pair[0])))
+    parsed = (
+        context.union(per_file)
+        .map(lambda record: _parse_record(record, num_features, max_label))
+        .cache()
+    )
 
     names = [os.path.basename(path) for path in paths]
     summaries, rows_per_file = _collect_problems(parsed, names)
@@ -91,14 +112,18 @@ def parse_input(spark, paths, num_features, max_label):
     if summaries:
         raise letor.LetorError(letor.format_problems(summaries, num_features, max_label))
 
-    schema = T.StructType([
-        T.StructField("file", T.IntegerType(), False),
-        T.StructField("line", T.LongType(), False),
-        T.StructField("qid", T.LongType(), False),
-        T.StructField("label", T.IntegerType(), False),
-        T.StructField("features", T.ArrayType(T.DoubleType(), False), False),
-    ])
-    rows = spark.createDataFrame(parsed.filter(lambda r: r[0] == "row").map(lambda r: r[1:]), schema)
+    schema = T.StructType(
+        [
+            T.StructField("file", T.IntegerType(), False),
+            T.StructField("line", T.LongType(), False),
+            T.StructField("qid", T.LongType(), False),
+            T.StructField("label", T.IntegerType(), False),
+            T.StructField("features", T.ArrayType(T.DoubleType(), False), False),
+        ]
+    )
+    rows = spark.createDataFrame(
+        parsed.filter(lambda r: r[0] == "row").map(lambda r: r[1:]), schema
+    )
     _check_queries_within_one_file(rows, names)
     return rows
 
@@ -190,7 +215,9 @@ def split_queries(qids, validation_fraction, test_fraction, seed):
             f"least 3 queries, or lower --test-fraction and --validation-fraction."
         )
     assignment = {qid: "test" for qid in qids[:test_count]}
-    assignment.update({qid: "validation" for qid in qids[test_count : test_count + validation_count]})
+    assignment.update(
+        {qid: "validation" for qid in qids[test_count : test_count + validation_count]}
+    )
     assignment.update({qid: "train" for qid in qids[test_count + validation_count :]})
     return assignment, qids[:test_count]
 
@@ -233,8 +260,9 @@ def normalize(rows, mean, std):
         "features",
         F.transform(
             "features",
-            lambda value, index: (value - F.element_at(mean_array, index + 1))
-            / F.element_at(std_array, index + 1),
+            lambda value, index: (
+                (value - F.element_at(mean_array, index + 1)) / F.element_at(std_array, index + 1)
+            ),
         ),
     )
 
@@ -294,12 +322,12 @@ def main():
         if shards < args.test_shards:
             log.warning(
                 "only %d test queries, so the test split has %d files instead of --test-shards %d",
-                len(test_qids), shards, args.test_shards,
+                len(test_qids),
+                shards,
+                args.test_shards,
             )
         shard_of_qid = {qid: position % shards for position, qid in enumerate(test_qids)}
-        split_frame = spark.createDataFrame(
-            sorted(assignment.items()), "qid long, split string"
-        )
+        split_frame = spark.createDataFrame(sorted(assignment.items()), "qid long, split string")
         rows = rows.join(F.broadcast(split_frame), "qid").cache()
 
         statistics = feature_statistics(rows, args.num_features)
@@ -312,7 +340,10 @@ def main():
         files = {}
         for split in ("train", "validation"):
             files[split] = write_split(
-                spark, normalized.filter(F.col("split") == split), os.path.join(output, split), split
+                spark,
+                normalized.filter(F.col("split") == split),
+                os.path.join(output, split),
+                split,
             )
         files["test"] = write_test_shards(
             spark,
@@ -337,8 +368,10 @@ def main():
     write_schema(args, output, counts, labels, statistics, mean, std, files)
     log.info(
         "wrote %s in %.1f s",
-        ", ".join(f"{split} {counts[split]['queries']} queries/{counts[split]['rows']} rows"
-                  for split in SPLITS),
+        ", ".join(
+            f"{split} {counts[split]['queries']} queries/{counts[split]['rows']} rows"
+            for split in SPLITS
+        ),
         time.monotonic() - started,
     )
 
@@ -359,9 +392,7 @@ def write_schema(args, output, counts, labels, statistics, mean, std, files):
         split_statistics[split] = {
             **counts[split],
             "label_distribution": labels[split],
-            "features": {
-                key: statistics[split][key] for key in ("min", "max", "mean")
-            },
+            "features": {key: statistics[split][key] for key in ("min", "max", "mean")},
         }
     document = {
         "description": "Counts per split, label distribution, and per-feature min, max and "

@@ -35,16 +35,39 @@ def parse_arguments(argv=None):
     parser = contract.ArgumentParser(prog="train.py", description=__doc__.splitlines()[0])
     # Each hyperparameter accepts the underscore name that config.ini uses and the
     # hyphenated form.
-    parser.add_argument("--epochs", type=int, default=30, help="number of passes over the train split")
-    parser.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=8,
-                        help="queries per batch")
-    parser.add_argument("--learning_rate", "--learning-rate", dest="learning_rate", type=float,
-                        default=0.001, help="Adam learning rate")
-    parser.add_argument("--hidden_units", "--hidden-units", dest="hidden_units", default="128,64",
-                        help="comma-separated sizes of the hidden layers, e.g. 128,64")
-    parser.add_argument("--dropout", type=float, default=0.1, help="dropout rate after each hidden layer")
+    parser.add_argument(
+        "--epochs", type=int, default=30, help="number of passes over the train split"
+    )
+    parser.add_argument(
+        "--batch_size",
+        "--batch-size",
+        dest="batch_size",
+        type=int,
+        default=8,
+        help="queries per batch",
+    )
+    parser.add_argument(
+        "--learning_rate",
+        "--learning-rate",
+        dest="learning_rate",
+        type=float,
+        default=0.001,
+        help="Adam learning rate",
+    )
+    parser.add_argument(
+        "--hidden_units",
+        "--hidden-units",
+        dest="hidden_units",
+        default="128,64",
+        help="comma-separated sizes of the hidden layers, e.g. 128,64",
+    )
+    parser.add_argument(
+        "--dropout", type=float, default=0.1, help="dropout rate after each hidden layer"
+    )
     parser.add_argument("--loss", default="softmax", help=f"loss function: {' or '.join(LOSSES)}")
-    parser.add_argument("--seed", type=int, default=42, help="seed of initialisation, dropout and shuffling")
+    parser.add_argument(
+        "--seed", type=int, default=42, help="seed of initialisation, dropout and shuffling"
+    )
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         # The SageMaker Python SDK's TensorFlow estimator passes --model_dir, an S3 URI.
@@ -96,7 +119,9 @@ def load_queries(folder: str, split: str):
         table.column("label").to_numpy(),
         dataset.features_matrix(table),
     )
-    log.info("%s: %d queries, %d rows from %d file(s)", split, len(queries), table.num_rows, len(paths))
+    log.info(
+        "%s: %d queries, %d rows from %d file(s)", split, len(queries), table.num_rows, len(paths)
+    )
     return queries, table.num_rows
 
 
@@ -106,10 +131,14 @@ def mean_ndcg_at_10(model, queries, batch_size):
     from common import metrics, ranking
 
     scores = ranking.score_queries(model, queries, batch_size)
-    return float(np.mean([
-        metrics.ndcg_at_k(query.labels, query_scores, 10)
-        for query, query_scores in zip(queries, scores)
-    ]))
+    return float(
+        np.mean(
+            [
+                metrics.ndcg_at_k(query.labels, query_scores, 10)
+                for query, query_scores in zip(queries, scores, strict=True)
+            ]
+        )
+    )
 
 
 def train(args, train_queries, validation_queries, num_features):
@@ -128,18 +157,20 @@ def train(args, train_queries, validation_queries, num_features):
     optimizer.build(model.trainable_variables)
     loss_function = ranking.loss_function(args.loss)
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None, None, num_features], tf.float32),
-        tf.TensorSpec([None, None], tf.float32),
-        tf.TensorSpec([None, None], tf.bool),
-    ])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, num_features], tf.float32),
+            tf.TensorSpec([None, None], tf.float32),
+            tf.TensorSpec([None, None], tf.bool),
+        ]
+    )
     def train_step(features, labels, mask):
         with tf.GradientTape() as tape:
             scores = model(features, training=True)
             loss = loss_function(labels, scores, mask)
         tape = distributed.wrap_tape(tape)
         gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
         return loss
 
     # Each worker trains on its own share of the queries.
@@ -158,7 +189,9 @@ def train(args, train_queries, validation_queries, num_features):
             query_count += len(features)
         train_loss = distributed.mean_across_workers(loss_sum / query_count)
         validation_ndcg = mean_ndcg_at_10(model, validation_queries, args.batch_size)
-        history.append({"epoch": epoch, "train:loss": train_loss, "validation:ndcg@10": validation_ndcg})
+        history.append(
+            {"epoch": epoch, "train:loss": train_loss, "validation:ndcg@10": validation_ndcg}
+        )
         if distributed.is_chief():
             print(
                 f"epoch={epoch} train:loss={train_loss:.4f} validation:ndcg@10={validation_ndcg:.4f}",
@@ -192,7 +225,10 @@ def main():
     best = history[best_epoch - 1]
     log.info(
         "best epoch %d of %d: validation NDCG@10 %.4f, %.1f s",
-        best_epoch, args.epochs, best["validation:ndcg@10"], time.monotonic() - started,
+        best_epoch,
+        args.epochs,
+        best["validation:ndcg@10"],
+        time.monotonic() - started,
     )
     if not distributed.is_chief():
         return

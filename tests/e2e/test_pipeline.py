@@ -23,10 +23,15 @@ pytestmark = pytest.mark.slow
 def run_harness(workspace: Path, *extra: str) -> int:
     return main(
         [
-            "run", "--quiet", "--no-local",
-            "--config", str(REPO / "config.ini"),
-            "-c", str(REPO / "fixtures" / "fixtures.ini"),
-            "--set", f"pipeline.workspace={workspace}",
+            "run",
+            "--quiet",
+            "--no-local",
+            "--config",
+            str(REPO / "config.ini"),
+            "-c",
+            str(REPO / "fixtures" / "fixtures.ini"),
+            "--set",
+            f"pipeline.workspace={workspace}",
             *extra,
         ]
     )
@@ -128,8 +133,17 @@ def test_package_has_serving_layout(approved_run) -> None:
 def test_models_command_lists_package(approved_run, capsys) -> None:
     _, workspace, _ = approved_run
     code = main(
-        ["models", "--json", "--no-local", "--config", str(REPO / "config.ini"),
-         "-c", str(REPO / "fixtures" / "fixtures.ini"), "--set", f"pipeline.workspace={workspace}"]
+        [
+            "models",
+            "--json",
+            "--no-local",
+            "--config",
+            str(REPO / "config.ini"),
+            "-c",
+            str(REPO / "fixtures" / "fixtures.ini"),
+            "--set",
+            f"pipeline.workspace={workspace}",
+        ]
     )
     assert code == 0
     packages = json.loads(capsys.readouterr().out)

@@ -72,7 +72,11 @@ def processing_request(name: str, instances: int, environment: dict[str, str]) -
             ]
         },
         "ProcessingResources": {
-            "ClusterConfig": {"InstanceCount": instances, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 30}
+            "ClusterConfig": {
+                "InstanceCount": instances,
+                "InstanceType": "ml.m5.xlarge",
+                "VolumeSizeInGB": 30,
+            }
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": 600},
         "AppSpecification": {

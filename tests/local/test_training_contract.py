@@ -64,7 +64,11 @@ def training_request(name: str, hyperparameters: dict[str, str]) -> dict:
             }
         ],
         "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/output"},
-        "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        "ResourceConfig": {
+            "InstanceType": "ml.m5.xlarge",
+            "InstanceCount": 1,
+            "VolumeSizeInGB": 30,
+        },
         "StoppingCondition": {"MaxRuntimeInSeconds": 600},
     }
 
@@ -79,8 +83,10 @@ def test_toolkit_parses_job_folder(aws: EmbeddedAWS) -> None:
     prepare(aws)
     lines, sink = collect_lines()
     result = run_training_job(
-        aws, training_request("contract-job", {"epochs": "3", "hidden_units": "128,64"}),
-        aws.environment(), sink,
+        aws,
+        training_request("contract-job", {"epochs": "3", "hidden_units": "128,64"}),
+        aws.environment(),
+        sink,
     )
     assert result.status == "Completed", result.log_tail()
 
@@ -96,8 +102,12 @@ def test_toolkit_parses_job_folder(aws: EmbeddedAWS) -> None:
         subprocess.run(
             [sys.executable, "-c", script],
             env={"SAGEMAKER_BASE_DIR": str(opt_ml), "PATH": "/usr/bin:/bin"},
-            capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
     )
     assert parsed["hosts"] == ["algo-1"]
     assert parsed["current_host"] == "algo-1"
@@ -111,7 +121,10 @@ def test_entry_point_sees_contract(aws: EmbeddedAWS) -> None:
     prepare(aws)
     lines, sink = collect_lines()
     result = run_training_job(
-        aws, training_request("probe-job", {"epochs": "3", "loss": "softmax"}), aws.environment(), sink
+        aws,
+        training_request("probe-job", {"epochs": "3", "loss": "softmax"}),
+        aws.environment(),
+        sink,
     )
     assert result.status == "Completed", result.log_tail()
 

@@ -44,7 +44,13 @@ def test_requests_match_api_shapes(plan, sagemaker_model) -> None:
 
 def test_steps_in_graph_order(plan) -> None:
     assert [job.step for job in plan.jobs] == [
-        "prepare", "train", "predict", "evaluate", "condition", "register", "package"
+        "prepare",
+        "train",
+        "predict",
+        "evaluate",
+        "condition",
+        "register",
+        "package",
     ]
     assert plan.job("package").branch == "if"
 

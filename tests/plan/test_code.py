@@ -51,7 +51,11 @@ def test_import_module_form(tmp_path: Path) -> None:
         },
     )
     files = step_code_files(tmp_path, tmp_path / "prepare" / "prepare.py")
-    assert relative(tmp_path, files) == ["common/__init__.py", "common/letor.py", "prepare/prepare.py"]
+    assert relative(tmp_path, files) == [
+        "common/__init__.py",
+        "common/letor.py",
+        "prepare/prepare.py",
+    ]
 
 
 def test_unparsable_file_still_listed(tmp_path: Path) -> None:

@@ -16,7 +16,10 @@ def run_script(code: str, base_dir) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", script],
         env={"SAGEMAKER_BASE_DIR": str(base_dir), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, check=False, timeout=120,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
 
 
@@ -24,7 +27,9 @@ def test_opt_ml_follows_base_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("SAGEMAKER_BASE_DIR", raising=False)
     assert contract.opt_ml("output", "failure") == "/opt/ml/output/failure"
     monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path))
-    assert contract.opt_ml("config", "resourceconfig.json") == f"{tmp_path}/config/resourceconfig.json"
+    assert (
+        contract.opt_ml("config", "resourceconfig.json") == f"{tmp_path}/config/resourceconfig.json"
+    )
 
 
 def test_resource_config_defaults_to_algo_1(monkeypatch, tmp_path):

@@ -45,11 +45,14 @@ def test_verify_archive_accepts_match(fetch, tmp_path):
 
 def test_extract_files_takes_only_sample_files(fetch, tmp_path):
     archive = tmp_path / "rankeval-0.8.2.tar.gz"
-    make_archive(archive, {
-        "rankeval-0.8.2/rankeval/test/data/msn1.fold1.train.5k.txt": b"1 qid:1 1:0.5\n",
-        "rankeval-0.8.2/rankeval/test/data/msn1.fold1.test.5k.txt": b"0 qid:2 1:0.1\n",
-        "rankeval-0.8.2/setup.py": b"print('never extracted')\n",
-    })
+    make_archive(
+        archive,
+        {
+            "rankeval-0.8.2/rankeval/test/data/msn1.fold1.train.5k.txt": b"1 qid:1 1:0.5\n",
+            "rankeval-0.8.2/rankeval/test/data/msn1.fold1.test.5k.txt": b"0 qid:2 1:0.1\n",
+            "rankeval-0.8.2/setup.py": b"print('never extracted')\n",
+        },
+    )
     destination = tmp_path / "out"
     destination.mkdir()
     fetch.extract_files(str(archive), str(destination))

@@ -80,7 +80,10 @@ def test_feature_index_out_of_range_lists_lines():
 
 def test_missing_qid_lists_lines():
     message = parse_bad("missing_qid.txt")
-    assert "missing qid on 2 lines: line 3 (no qid:N token), line 5 (qid is not the second token)" in message
+    assert (
+        "missing qid on 2 lines: line 3 (no qid:N token), line 5 (qid is not the second token)"
+        in message
+    )
 
 
 def test_malformed_tokens_lists_lines():
@@ -100,7 +103,10 @@ def test_empty_input_raises():
 def test_many_problems_show_first_five_and_count():
     message = parse_bad("many_errors.txt")
     assert "invalid LETOR input: 12 invalid lines in 1 file(s)." in message
-    assert "on 12 lines: line 4 (label 9), line 5 (label 9), line 6 (label 9), line 7 (label 9), line 8 (label 9) and 7 more." in message
+    assert (
+        "on 12 lines: line 4 (label 9), line 5 (label 9), line 6 (label 9), line 7 (label 9), line 8 (label 9) and 7 more."
+        in message
+    )
     assert "line 9 " not in message
 
 

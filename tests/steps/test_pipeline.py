@@ -20,10 +20,24 @@ import pytest
 from tests.steps.steprunner import FIXTURE_FEATURES, FIXTURES, STEPS, describe, run_step
 
 TRAIN_ARGUMENTS = [
-    "--epochs", "12", "--batch_size", "4", "--learning_rate", "0.01",
-    "--hidden_units", "16,8", "--dropout", "0.1", "--loss", "softmax", "--seed", "7",
+    "--epochs",
+    "12",
+    "--batch_size",
+    "4",
+    "--learning_rate",
+    "0.01",
+    "--hidden_units",
+    "16,8",
+    "--dropout",
+    "0.1",
+    "--loss",
+    "softmax",
+    "--seed",
+    "7",
 ]
-METRICS_LINE = re.compile(r"^epoch=(\d+) train:loss=([0-9.eE+-]+) validation:ndcg@10=([0-9.eE+-]+)$")
+METRICS_LINE = re.compile(
+    r"^epoch=(\d+) train:loss=([0-9.eE+-]+) validation:ndcg@10=([0-9.eE+-]+)$"
+)
 
 
 def training_env(root: Path, prepared: Path, name: str) -> dict:
@@ -51,15 +65,32 @@ def chain(tmp_path_factory):
 
     results["prepare"] = run_step(
         "prepare/prepare.py",
-        ["--input-dir", FIXTURES / "letor", "--output-dir", prepared,
-         "--validation-fraction", "0.2", "--test-fraction", "0.2", "--seed", "42",
-         "--num-features", FIXTURE_FEATURES, "--max-label", "4", "--test-shards", "2"],
+        [
+            "--input-dir",
+            FIXTURES / "letor",
+            "--output-dir",
+            prepared,
+            "--validation-fraction",
+            "0.2",
+            "--test-fraction",
+            "0.2",
+            "--seed",
+            "42",
+            "--num-features",
+            FIXTURE_FEATURES,
+            "--max-label",
+            "4",
+            "--test-shards",
+            "2",
+        ],
         root / "prepare" / "opt" / "ml",
     )
     assert results["prepare"].returncode == 0, describe(results["prepare"])
 
     results["train"] = run_step(
-        "train/train.py", TRAIN_ARGUMENTS, root / "train" / "opt" / "ml",
+        "train/train.py",
+        TRAIN_ARGUMENTS,
+        root / "train" / "opt" / "ml",
         training_env(root, prepared, "train"),
     )
     assert results["train"].returncode == 0, describe(results["train"])
@@ -86,17 +117,36 @@ def chain(tmp_path_factory):
 
     results["evaluate"] = run_step(
         "evaluate/evaluate.py",
-        ["--predictions-dir", predictions, "--validation-dir", prepared / "validation",
-         "--schema-dir", prepared / "schema", "--output-dir", root / "evaluation",
-         "--seed", "42", "--relevance-threshold", "1"],
+        [
+            "--predictions-dir",
+            predictions,
+            "--validation-dir",
+            prepared / "validation",
+            "--schema-dir",
+            prepared / "schema",
+            "--output-dir",
+            root / "evaluation",
+            "--seed",
+            "42",
+            "--relevance-threshold",
+            "1",
+        ],
         root / "evaluate" / "opt" / "ml",
     )
     assert results["evaluate"].returncode == 0, describe(results["evaluate"])
 
     results["package"] = run_step(
         "package/package.py",
-        ["--model-dir", root / "model", "--schema-dir", prepared / "schema",
-         "--output-dir", root / "package", "--model-version", "1"],
+        [
+            "--model-dir",
+            root / "model",
+            "--schema-dir",
+            prepared / "schema",
+            "--output-dir",
+            root / "package",
+            "--model-version",
+            "1",
+        ],
         root / "package" / "opt" / "ml",
     )
     assert results["package"].returncode == 0, describe(results["package"])
@@ -119,7 +169,10 @@ def test_prepare_writes_parquet_splits(chain):
 
 
 def test_prepare_splits_by_query(chain):
-    qids = {split: set(read_split(chain.prepared / split).qid) for split in ("train", "validation", "test")}
+    qids = {
+        split: set(read_split(chain.prepared / split).qid)
+        for split in ("train", "validation", "test")
+    }
     assert qids["train"].isdisjoint(qids["validation"])
     assert qids["train"].isdisjoint(qids["test"])
     assert qids["validation"].isdisjoint(qids["test"])
@@ -159,7 +212,9 @@ def test_prepare_writes_schema_and_statistics(chain):
     assert schema["num_features"] == FIXTURE_FEATURES
     assert schema["feature_names"][:2] == ["f1", "f2"]
     assert schema["label_range"] == [0, 4]
-    fixture_rows = sum(len(path.read_text().splitlines()) for path in (FIXTURES / "letor").iterdir())
+    fixture_rows = sum(
+        len(path.read_text().splitlines()) for path in (FIXTURES / "letor").iterdir()
+    )
     assert sum(split["rows"] for split in schema["splits"].values()) == fixture_rows
     statistics = json.loads((chain.prepared / "schema" / "statistics.json").read_text())
     train = statistics["splits"]["train"]
@@ -192,7 +247,9 @@ def test_train_writes_model_and_summary(chain):
 
 def test_train_is_deterministic(chain):
     again = run_step(
-        "train/train.py", TRAIN_ARGUMENTS, chain.root / "train-again" / "opt" / "ml",
+        "train/train.py",
+        TRAIN_ARGUMENTS,
+        chain.root / "train-again" / "opt" / "ml",
         training_env(chain.root, chain.prepared, "train-again"),
     )
     assert again.returncode == 0, describe(again)
@@ -242,8 +299,16 @@ def test_model_beats_random_baseline(chain):
 def test_evaluate_writes_per_query_csv(chain):
     lines = (chain.root / "evaluation" / "per_query.csv").read_text().splitlines()
     assert lines[0].split(",") == [
-        "qid", "documents", "relevant_documents", "ndcg_at_1", "ndcg_at_5", "ndcg_at_10",
-        "mrr", "map", "random_ndcg_at_10", "best_single_feature_ndcg_at_10",
+        "qid",
+        "documents",
+        "relevant_documents",
+        "ndcg_at_1",
+        "ndcg_at_5",
+        "ndcg_at_10",
+        "mrr",
+        "map",
+        "random_ndcg_at_10",
+        "best_single_feature_ndcg_at_10",
     ]
     assert len(lines) == 1 + 6
 
@@ -282,7 +347,9 @@ def test_package_signature_scores_raw_features(chain, unpacked_package):
 
 
 def load_inference_module(folder: Path):
-    spec = importlib.util.spec_from_file_location("packaged_inference", folder / "code" / "inference.py")
+    spec = importlib.util.spec_from_file_location(
+        "packaged_inference", folder / "code" / "inference.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -292,13 +359,19 @@ def test_inference_handlers_round_trip(unpacked_package):
     import io
 
     inference = load_inference_module(unpacked_package)
-    context = SimpleNamespace(request_content_type="application/json", accept_header="application/json")
+    context = SimpleNamespace(
+        request_content_type="application/json", accept_header="application/json"
+    )
     body = json.dumps({"instances": [[0.5] * FIXTURE_FEATURES, [1] * FIXTURE_FEATURES]})
     request = inference.input_handler(io.BytesIO(body.encode()), context)
-    assert json.loads(request) == {"instances": [[0.5] * FIXTURE_FEATURES, [1.0] * FIXTURE_FEATURES]}
+    assert json.loads(request) == {
+        "instances": [[0.5] * FIXTURE_FEATURES, [1.0] * FIXTURE_FEATURES]
+    }
 
     # The TensorFlow Serving container passes a requests.Response; these are its fields.
-    response = SimpleNamespace(status_code=200, content=json.dumps({"predictions": [0.2, 0.9]}).encode())
+    response = SimpleNamespace(
+        status_code=200, content=json.dumps({"predictions": [0.2, 0.9]}).encode()
+    )
     output, content_type = inference.output_handler(response, context)
     assert json.loads(output) == {"scores": [0.2, 0.9], "ranking": [1, 0]}
     assert content_type == "application/json"
@@ -309,8 +382,12 @@ def test_inference_rejects_wrong_feature_count(unpacked_package):
 
     inference = load_inference_module(unpacked_package)
     context = SimpleNamespace(request_content_type="text/csv", accept_header="application/json")
-    with pytest.raises(ValueError, match=f"document 1 must be a list of {FIXTURE_FEATURES} numbers, got 2"):
-        inference.input_handler(io.BytesIO(("1," * (FIXTURE_FEATURES - 1) + "1\n1,2\n").encode()), context)
+    with pytest.raises(
+        ValueError, match=f"document 1 must be a list of {FIXTURE_FEATURES} numbers, got 2"
+    ):
+        inference.input_handler(
+            io.BytesIO(("1," * (FIXTURE_FEATURES - 1) + "1\n1,2\n").encode()), context
+        )
 
 
 def test_prepare_failure_writes_message(tmp_path):
@@ -333,7 +410,10 @@ def test_prepare_failure_writes_message(tmp_path):
 def test_train_rejects_unknown_loss(chain, tmp_path):
     base_dir = tmp_path / "opt" / "ml"
     result = run_step(
-        "train/train.py", ["--loss", "hinge"], base_dir, training_env(tmp_path, chain.prepared, "train")
+        "train/train.py",
+        ["--loss", "hinge"],
+        base_dir,
+        training_env(tmp_path, chain.prepared, "train"),
     )
     assert result.returncode == 1, describe(result)
     assert (base_dir / "output" / "failure").read_text() == (
@@ -345,8 +425,14 @@ def test_predict_without_model_archive_fails(chain, tmp_path):
     base_dir = tmp_path / "opt" / "ml"
     result = run_step(
         "predict/predict.py",
-        ["--model-dir", tmp_path / "no-model", "--input-dir", chain.prepared / "test",
-         "--output-dir", tmp_path / "out"],
+        [
+            "--model-dir",
+            tmp_path / "no-model",
+            "--input-dir",
+            chain.prepared / "test",
+            "--output-dir",
+            tmp_path / "out",
+        ],
         base_dir,
     )
     assert result.returncode == 1, describe(result)

@@ -80,7 +80,9 @@ def test_train_step_accepts_every_loss():
 
 
 def test_unknown_loss_raises():
-    with pytest.raises(ValueError, match="unknown loss 'hinge', expected one of: softmax, pairwise_logistic"):
+    with pytest.raises(
+        ValueError, match="unknown loss 'hinge', expected one of: softmax, pairwise_logistic"
+    ):
         ranking.loss_function("hinge")
 
 
@@ -109,7 +111,9 @@ def test_pad_queries_masks_padding():
 
 
 def test_pad_queries_rejects_query_without_documents():
-    empty = ranking.Query(5, np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 3), np.float32))
+    empty = ranking.Query(
+        5, np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros((0, 3), np.float32)
+    )
     with pytest.raises(ValueError, match="query 5 has no documents"):
         ranking.pad_queries([empty])
     with pytest.raises(ValueError, match="zero queries"):

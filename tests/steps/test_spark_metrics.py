@@ -43,7 +43,10 @@ def test_spark_metrics_match_numpy(spark, threshold):
         scores = [score for _, _, score in documents]
         expected = metrics.query_metrics(labels, scores, threshold)
         for name, value in expected.items():
-            assert spark_values[qid][name] == pytest.approx(value, rel=1e-12, abs=1e-12), (qid, name)
+            assert spark_values[qid][name] == pytest.approx(value, rel=1e-12, abs=1e-12), (
+                qid,
+                name,
+            )
         assert spark_values[qid]["documents"] == len(documents)
 
 

@@ -27,7 +27,9 @@ def test_other_hosts_are_not_loopback() -> None:
 def test_blocked_lookup_is_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The real resolver is replaced first, so a broken guard still sends nothing.
     reached: list[str] = []
-    monkeypatch.setattr(guard, "_ORIGINAL", (lambda host, *a, **k: reached.append(host), *guard._ORIGINAL[1:]))
+    monkeypatch.setattr(
+        guard, "_ORIGINAL", (lambda host, *a, **k: reached.append(host), *guard._ORIGINAL[1:])
+    )
     log = tmp_path / "guard.log"
     uninstall = guard.install(log)
     try:
@@ -47,7 +49,9 @@ def test_guard_loads_in_child_processes(tmp_path: Path) -> None:
     output = subprocess.run(
         [sys.executable, "-c", code],
         env={"PYTHONPATH": str(GUARD_DIR), "HARNESS_GUARD_LOG": str(log), "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert output == "guarded_getaddrinfo"
     assert Path(str(log) + ".active").read_text().strip()
