@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class StepOutcome:
-    """How one step of a run ended."""
+    """The outcome of one step of a run."""
 
     step: str
     name: str
@@ -39,7 +39,7 @@ class StepOutcome:
 
 @dataclass
 class RunRecord:
-    """What a run did, saved as `<workspace>/runs/<run_id>.json`."""
+    """The record of one run, saved as `<workspace>/runs/<run_id>.json`."""
 
     run_id: str
     pipeline: str
@@ -238,8 +238,14 @@ class LocalRunner:
     def _register(self, aws: EmbeddedAWS, job: PlannedJob, record: RunRecord) -> StepOutcome:
         started = time.time()
         request = dict(job.request)
-        approved = bool(record.condition and record.condition["outcome"])
-        request["ModelApprovalStatus"] = "Approved" if approved else "Rejected"
+        if record.condition is None:
+            # Without the quality gate, a person decides, as SageMaker's default status says.
+            request["ModelApprovalStatus"] = "PendingManualApproval"
+        elif record.condition["outcome"]:
+            request["ModelApprovalStatus"] = "Approved"
+        else:
+            request["ModelApprovalStatus"] = "Rejected"
+
         if record.condition:
             request["CustomerMetadataProperties"] = {
                 **request["CustomerMetadataProperties"],
@@ -248,6 +254,7 @@ class LocalRunner:
                     f"{record.condition['comparison']} {record.condition['threshold']}"
                 ),
             }
+
         group = request["ModelPackageGroupName"]
         groups = aws.sagemaker.list_model_package_groups(NameContains=group)[
             "ModelPackageGroupSummaryList"
@@ -259,6 +266,7 @@ class LocalRunner:
                 ModelPackageGroupDescription=f"Models of the {self.plan.pipeline} pipeline",
             )
         arn = aws.call("CreateModelPackage", **request)["ModelPackageArn"]
+
         record.model_package_arn = arn
         record.approval_status = request["ModelApprovalStatus"]
         return StepOutcome(

@@ -128,7 +128,7 @@ def _dataset_location(config: Config) -> tuple[str, Path | None]:
     files = sorted(p for p in local.rglob("*") if p.is_file())
     if not files:
         raise PlanError(
-            f"[pipeline] dataset = {dataset!r}: the folder {local} holds no files. "
+            f"[pipeline] dataset = {dataset!r}: the folder {local} contains no files. "
             "Fix: fetch the sample data with `python sample_data/fetch.py`, or point "
             "dataset at a folder of LETOR text files."
         )

@@ -90,7 +90,7 @@ def test_toolkit_parses_job_folder(aws: EmbeddedAWS) -> None:
     )
     assert result.status == "Completed", result.log_tail()
 
-    # The toolkit's own parser, pointed at the emulated /opt/ml, sees the same job.
+    # The toolkit's own parser, pointed at the emulated /opt/ml, reads the same job.
     opt_ml = aws.workspace / "jobs" / "contract-job" / "algo-1" / "opt" / "ml"
     script = (
         "import json; from sagemaker_training import environment as e; env = e.Environment(); "
