@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the pipeline on the configured target")
     _add_config_options(run)
     run.add_argument(
+        "--no-cache",
+        dest="use_cache",
+        action="store_false",
+        help="run every step, even those whose cached outputs are still valid",
+    )
+    run.add_argument(
+        "--from",
+        dest="rerun_from",
+        metavar="STEP",
+        help="rerun STEP and every step after it, ignoring their cache entries",
+    )
+    run.add_argument(
         "-q",
         "--quiet",
         action="store_true",
@@ -120,12 +133,19 @@ def command_run(args: argparse.Namespace, console: Console) -> int:
             "Fix: use `harness promote` for the cloud, or set [session] target = local."
         )
     plan = build_plan(config, new_run_id())
+    planned_steps = [job.step for job in plan.jobs]
+    if args.rerun_from is not None and args.rerun_from not in planned_steps:
+        raise HarnessError(
+            f"--from {args.rerun_from}: not a step of this run. "
+            f"Fix: use one of {', '.join(planned_steps)}."
+        )
     events = ConsoleEvents(console, quiet=args.quiet)
     console.print(
         f"[bold]{plan.pipeline}[/bold] run {plan.run_id}: "
         f"{', '.join(job.step for job in plan.jobs)} (local target)"
     )
-    record = LocalRunner(config, plan, events).run()
+    runner = LocalRunner(config, plan, events, use_cache=args.use_cache, rerun_from=args.rerun_from)
+    record = runner.run()
     console.print()
     print_run_summary(console, record)
     if record.failed:
@@ -159,6 +179,9 @@ class ConsoleEvents:
         from harness.report.summary import STATUS_STYLES
 
         style = STATUS_STYLES.get(outcome.status, "")
+        if outcome.cached:
+            self.console.print(f"{outcome.step}: {outcome.name} [blue]from the cache[/blue]")
+            return
         text = f"{outcome.step}: {outcome.name} [{style}]{outcome.status.lower()}[/{style}]"
         if outcome.status != "Skipped":
             text += f" in {outcome.duration:.1f} s"
@@ -232,6 +255,10 @@ def command_models(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -239,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     console = Console(highlight=False)
+    # `kill` (SIGTERM) ends a run the way Ctrl-C does: job processes ended, records saved.
+    signal.signal(signal.SIGTERM, _interrupt)
     handlers = {"run": command_run, "config": command_config, "models": command_models}
     try:
         return handlers[args.command](args, console)

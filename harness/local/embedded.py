@@ -266,6 +266,23 @@ class EmbeddedAWS:
             )
 
 
+def journal_contains(workspace: Path, operation: str, request_digest: str) -> bool:
+    """Return whether the control-plane journal records `operation` with that request."""
+    from harness.local.cache import canonical_digest
+
+    journal = workspace / "control-plane.jsonl"
+    if not request_digest or not journal.exists():
+        return False
+    for line in journal.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry.get("call") == operation and canonical_digest(entry["request"]) == request_digest:
+            return True
+    return False
+
+
 def _files_below(folder: Path) -> Iterator[Path]:
     for path in sorted(folder.rglob("*")):
         # Temporary files of an interrupted upload are never restored.

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.local.embedded import EmbeddedAWS, split_s3_uri
+from harness.local.processes import die_with_parent, forget_processes, record_processes
 
 # First characters of the failure file that SageMaker keeps as FailureReason / ExitMessage.
 FAILURE_REASON_CHARS = 1024
@@ -152,6 +153,7 @@ class _ProcessGroup:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         self.processes.append(process)
 
@@ -241,11 +243,14 @@ def _run_processes(
             for host in hosts:
                 command, env, cwd = command_for_host(host, job_dir / host / "opt" / "ml")
                 group.start(command, env, cwd, host, log, log_lock, sink, patterns, metrics)
+            record_processes(job_dir, [p.pid for p in group.processes])
             codes, timed_out = group.wait(time.monotonic() + max_runtime_seconds)
         except BaseException:
             # Ctrl-C or any error here: no child process may outlive the job.
             group.terminate()
             raise
+        finally:
+            forget_processes(job_dir)
     return codes, timed_out, metrics, log_path
 
 

@@ -13,10 +13,13 @@ from typing import Any
 
 from harness.config import Config
 from harness.errors import HarnessError
+from harness.local.cache import CacheEntry, StepCache, cache_key, canonical_digest
 from harness.local.conditions import SYMBOLS, JsonPathError, evaluate_condition, json_get
-from harness.local.embedded import EmbeddedAWS, split_s3_uri
+from harness.local.embedded import EmbeddedAWS, journal_contains, split_s3_uri
 from harness.local.jobs import JobResult, deterministic_tar, run_processing_job, run_training_job
-from harness.plan.build import Plan, PlannedJob
+from harness.local.processes import end_orphans
+from harness.plan.build import READS, Plan, PlannedJob, hash_files
+from harness.plan.code import step_code_files
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,9 @@ class StepOutcome:
     log_tail: list[str] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, list[float]] = field(default_factory=dict)
+    # True when the outputs came from an earlier run's cache entry and no job ran.
+    cached: bool = False
+    cache_key: str = ""
 
 
 @dataclass
@@ -84,13 +90,46 @@ def workspace_of(config: Config) -> Path:
 
 
 class LocalRunner:
-    """Execute a plan's jobs in graph order and record each one in the embedded AWS."""
+    """Execute a plan's jobs in graph order and record each one in the embedded AWS.
 
-    def __init__(self, config: Config, plan: Plan, events: RunEvents | None = None) -> None:
+    A job whose cache key matches a valid entry is not run: its earlier outputs feed the
+    jobs downstream. The embedded AWS starts only when a job has to run, so a run in which
+    every step comes from the cache starts no server at all.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        plan: Plan,
+        events: RunEvents | None = None,
+        *,
+        use_cache: bool = True,
+        rerun_from: str | None = None,
+    ) -> None:
         self.config = config
         self.plan = plan
         self.events = events or RunEvents()
         self.workspace = workspace_of(config)
+        self.cache = StepCache(self.workspace)
+        self.use_cache = use_cache
+        self.forced = _downstream_of(plan, rerun_from) if rerun_from else set()
+        self._aws: EmbeddedAWS | None = None
+        self._env: dict[str, str] = {}
+        # Where each step's outputs are in this run (fresh or from the cache), and their digests.
+        self.resolved: dict[str, dict[str, str]] = {"dataset": {"raw": plan.dataset_uri}}
+        self.digests: dict[str, dict[str, str]] = {}
+        if plan.dataset_digest:
+            self.digests["dataset"] = {"raw": plan.dataset_digest}
+
+    def aws(self) -> EmbeddedAWS:
+        """Return the embedded AWS, starting it and staging code and data on first use."""
+        if self._aws is None:
+            aws = EmbeddedAWS(self.workspace, self.config.session.region).start()
+            self._aws = aws
+            self.events.message(f"embedded S3 and SageMaker API on {aws.endpoint_url}")
+            self._stage(aws)
+            self._env = {**_inherited_environment(), **aws.environment()}
+        return self._aws
 
     def run(self) -> RunRecord:
         started = time.time()
@@ -101,19 +140,21 @@ class LocalRunner:
             workspace=str(self.workspace),
             config_sources=list(self.config.sources),
         )
-        with EmbeddedAWS(self.workspace, self.config.session.region) as aws:
-            self.events.message(f"embedded S3 and SageMaker API on {aws.endpoint_url}")
-            self._stage(aws)
-            env = {**_inherited_environment(), **aws.environment()}
-            try:
-                for job in self.plan.jobs:
-                    outcome = self._run_step(aws, job, record, env)
-                    record.steps.append(outcome)
-                    self.events.step_finished(job, outcome)
-            except KeyboardInterrupt:
-                record.status = "Stopped"
-                self._save(record, started)
-                raise
+        end_orphans(self.workspace)
+        try:
+            if "raw" not in self.digests.get("dataset", {}):
+                self.digests["dataset"] = {"raw": self._s3_dataset_digest()}
+            for job in self.plan.jobs:
+                outcome = self._run_step(job, record)
+                record.steps.append(outcome)
+                self.events.step_finished(job, outcome)
+        except KeyboardInterrupt:
+            record.status = "Stopped"
+            self._save(record, started)
+            raise
+        finally:
+            if self._aws is not None:
+                self._aws.stop()
         record.status = "Failed" if record.failed else "Completed"
         self._save(record, started)
         return record
@@ -160,11 +201,19 @@ class LocalRunner:
                 "uploads, or at a prefix an earlier run uploaded."
             )
 
+    def _s3_dataset_digest(self) -> str:
+        """Hash the listing (key, size, ETag) of a dataset that lives in S3."""
+        aws = self.aws()
+        bucket, prefix = split_s3_uri(self.plan.dataset_uri)
+        listing = []
+        for page in aws.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                listing.append((item["Key"], item["Size"], item["ETag"]))
+        return canonical_digest(sorted(listing))
+
     # Steps.
 
-    def _run_step(
-        self, aws: EmbeddedAWS, job: PlannedJob, record: RunRecord, env: dict[str, str]
-    ) -> StepOutcome:
+    def _run_step(self, job: PlannedJob, record: RunRecord) -> StepOutcome:
         blocked = [
             dep
             for dep in job.depends_on
@@ -182,30 +231,115 @@ class LocalRunner:
         if job.branch == "if" and record.condition and not record.condition["outcome"]:
             return StepOutcome(job.step, job.name, "Skipped", detail="condition is false")
 
+        if job.kind == "condition":
+            self.events.step_started(job)
+            return self._condition(job, record)
+        if job.kind == "register":
+            return self._register(job, record)
+        if job.kind not in ("training", "processing"):
+            raise AssertionError(f"unknown job kind {job.kind}")
+
+        key = self._cache_key(job)
+        if self.use_cache and job.step not in self.forced:
+            entry = self.cache.lookup(job.step, key)
+            if entry is not None:
+                return self._from_cache(job, entry)
+
         self.events.step_started(job)
 
         def sink(host: str, line: str) -> None:
             self.events.job_line(job, host, line)
 
-        if job.kind == "training":
-            return _from_result(job, run_training_job(aws, job.request, env, sink))
-        if job.kind == "processing":
-            return _from_result(job, run_processing_job(aws, job.request, env, sink))
-        if job.kind == "condition":
-            return self._condition(aws, job, record)
-        if job.kind == "register":
-            return self._register(aws, job, record)
-        raise AssertionError(f"unknown job kind {job.kind}")
+        aws = self.aws()
+        request = self._resolve_inputs(job)
+        runner = run_training_job if job.kind == "training" else run_processing_job
+        outcome = _from_result(job, runner(aws, request, self._env, sink))
+        if outcome.status == "Completed":
+            entry = self.cache.store(
+                self.cache.entry_for(
+                    job.step,
+                    key,
+                    job.name,
+                    self.plan.run_id,
+                    outcome.outputs,
+                    metrics=outcome.metrics,
+                    duration=outcome.duration,
+                )
+            )
+            self._resolve(job.step, entry)
+        outcome.cache_key = key
+        return outcome
 
-    def _condition(self, aws: EmbeddedAWS, job: PlannedJob, record: RunRecord) -> StepOutcome:
+    def _from_cache(self, job: PlannedJob, entry: CacheEntry) -> StepOutcome:
+        self._resolve(job.step, entry)
+        return StepOutcome(
+            job.step,
+            entry.job_name,
+            "Completed",
+            detail=entry.detail,
+            outputs=dict(entry.outputs),
+            metrics=dict(entry.metrics),
+            cached=True,
+            cache_key=entry.key,
+        )
+
+    def _resolve(self, step: str, entry: CacheEntry) -> None:
+        self.resolved[step] = dict(entry.outputs)
+        self.digests[step] = {name: entry.output_digest(name) for name in entry.outputs}
+
+    def _input_digests(self, step: str) -> dict[str, str]:
+        return {
+            name: self.digests[upstream][output] for name, (upstream, output) in READS[step].items()
+        }
+
+    def _cache_key(self, job: PlannedJob) -> str:
+        """Hash the step's code, its configuration as the request carries it, and its inputs."""
+        root = self.plan.code.folder
+        entry_point = self.config.project_root / self.config.steps[job.step].entry_point
+        code = hash_files(root, step_code_files(root, entry_point))
+        return cache_key(job.step, code, self._neutral_request(job), self._input_digests(job.step))
+
+    def _neutral_request(self, job: PlannedJob) -> Any:
+        """Return the job's request with the names and locations that change every run blanked.
+
+        What is left is the configuration the request carries: instance settings,
+        arguments, hyperparameters, metric definitions, environment, role and image.
+        """
+        bucket, pipeline = self.config.session.bucket, self.plan.pipeline
+        replacements = {
+            self.plan.code.archive_uri(bucket, pipeline): "<code>",
+            self.plan.code.source_uri(bucket, pipeline): "<code>",
+            self.plan.dataset_uri: "<dataset>",
+            # Job names and output locations all carry the run id.
+            self.plan.run_id: "<run-id>",
+        }
+        text = json.dumps(job.request, sort_keys=True)
+        for old, new in replacements.items():
+            text = text.replace(old, new)
+        return json.loads(text)
+
+    def _resolve_inputs(self, job: PlannedJob) -> dict[str, Any]:
+        """Point the request's inputs at where the upstream outputs are in this run."""
+        swaps = {}
+        for upstream, output in READS[job.step].values():
+            planned = (
+                self.plan.dataset_uri
+                if upstream == "dataset"
+                else self.plan.job(upstream).outputs[output]
+            )
+            swaps[planned] = self.resolved[upstream][output]
+        return _replace_strings(job.request, swaps)
+
+    def _condition(self, job: PlannedJob, record: RunRecord) -> StepOutcome:
         started = time.time()
-        report_uri = self.plan.evaluation_report_uri()
+        report_uri = self.resolved["evaluate"]["evaluation"].rstrip("/") + "/evaluation.json"
         get = job.request["LeftValue"]["Std:JsonGet"]
         try:
-            report = json.loads(aws.get_bytes(report_uri))
+            # The workspace copy of S3 is the embedded S3's durable store: no server needed.
+            report = json.loads(self.cache.mirror_path(report_uri).read_bytes())
             record.evaluation = report
             value = float(json_get(report, get["Path"]))
-        except (JsonPathError, ValueError, TypeError) as error:
+        except (OSError, JsonPathError, ValueError, TypeError) as error:
             return StepOutcome(
                 job.step,
                 job.name,
@@ -235,9 +369,20 @@ class LocalRunner:
             detail=f"{value:.4f} {SYMBOLS[job.request['Type']]} {threshold}: {str(outcome).lower()}",
         )
 
-    def _register(self, aws: EmbeddedAWS, job: PlannedJob, record: RunRecord) -> StepOutcome:
+    def _register(self, job: PlannedJob, record: RunRecord) -> StepOutcome:
         started = time.time()
-        request = dict(job.request)
+        request = _replace_strings(
+            job.request,
+            {
+                self.plan.job(upstream).outputs[output]: self.resolved[upstream][output]
+                for upstream, output in READS["register"].values()
+            },
+        )
+        # The statistics file is the evaluation report itself, wherever this run found it.
+        statistics = request["ModelMetrics"]["ModelQuality"]["Statistics"]
+        statistics["S3Uri"] = (
+            self.resolved["evaluate"]["evaluation"].rstrip("/") + "/evaluation.json"
+        )
         if record.condition is None:
             # Without the quality gate, a person decides, as SageMaker's default status says.
             request["ModelApprovalStatus"] = "PendingManualApproval"
@@ -255,27 +400,54 @@ class LocalRunner:
                 ),
             }
 
-        group = request["ModelPackageGroupName"]
-        groups = aws.sagemaker.list_model_package_groups(NameContains=group)[
-            "ModelPackageGroupSummaryList"
-        ]
-        if not any(g["ModelPackageGroupName"] == group for g in groups):
-            aws.call(
-                "CreateModelPackageGroup",
-                ModelPackageGroupName=group,
-                ModelPackageGroupDescription=f"Models of the {self.plan.pipeline} pipeline",
+        # The same model, report and decision registered before are not registered again.
+        # The key reads the planned request: the inputs' digests stand for their locations.
+        decided = {**job.request, "ModelApprovalStatus": request["ModelApprovalStatus"]}
+        neutral = json.loads(json.dumps(decided).replace(self.plan.run_id, "<run-id>"))
+        key = cache_key("register", "", neutral, self._input_digests("register"))
+        entry = self.cache.lookup("register", key) if self.use_cache else None
+        if entry is not None and journal_contains(
+            self.workspace, "CreateModelPackage", entry.extra.get("request_digest", "")
+        ):
+            arn = entry.extra["model_package_arn"]
+            cached = True
+        else:
+            self.events.step_started(job)
+            aws = self.aws()
+            group = request["ModelPackageGroupName"]
+            groups = aws.sagemaker.list_model_package_groups(NameContains=group)[
+                "ModelPackageGroupSummaryList"
+            ]
+            if not any(g["ModelPackageGroupName"] == group for g in groups):
+                aws.call(
+                    "CreateModelPackageGroup",
+                    ModelPackageGroupName=group,
+                    ModelPackageGroupDescription=f"Models of the {self.plan.pipeline} pipeline",
+                )
+            arn = aws.call("CreateModelPackage", **request)["ModelPackageArn"]
+            cached = False
+            self.cache.store(
+                self.cache.entry_for(
+                    "register",
+                    key,
+                    job.name,
+                    self.plan.run_id,
+                    {},
+                    extra={"model_package_arn": arn, "request_digest": canonical_digest(request)},
+                )
             )
-        arn = aws.call("CreateModelPackage", **request)["ModelPackageArn"]
 
         record.model_package_arn = arn
         record.approval_status = request["ModelApprovalStatus"]
         return StepOutcome(
             job.step,
-            group,
+            job.name,
             "Completed",
             time.time() - started,
             detail=f"{request['ModelApprovalStatus']}, version {arn.rsplit('/', 1)[-1]}",
             outputs={"model_package_arn": arn},
+            cached=cached,
+            cache_key=key,
         )
 
 
@@ -291,6 +463,26 @@ def _from_result(job: PlannedJob, result: JobResult) -> StepOutcome:
         outputs=result.outputs,
         metrics=result.metrics,
     )
+
+
+def _downstream_of(plan: Plan, step: str) -> set[str]:
+    """Return `step` and every step that depends on it, directly or not."""
+    found = {step}
+    for job in plan.jobs:
+        if found.intersection(job.depends_on):
+            found.add(job.step)
+    return found
+
+
+def _replace_strings(value: Any, swaps: dict[str, str]) -> Any:
+    """Return a copy of a JSON-like value with every string equal to a key swapped."""
+    if isinstance(value, str):
+        return swaps.get(value, value)
+    if isinstance(value, dict):
+        return {key: _replace_strings(item, swaps) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_replace_strings(item, swaps) for item in value]
+    return value
 
 
 def _inherited_environment() -> dict[str, str]:

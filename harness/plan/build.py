@@ -37,6 +37,22 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "package": ("condition", "train", "prepare"),
 }
 
+# The outputs each step reads: input name -> (upstream step, output name). "dataset" is the
+# raw data that harness uploads before the first job. Cache keys hash these inputs' digests.
+READS: dict[str, dict[str, tuple[str, str]]] = {
+    "prepare": {"raw": ("dataset", "raw")},
+    "train": {"train": ("prepare", "train"), "validation": ("prepare", "validation")},
+    "predict": {"model": ("train", "model"), "test": ("prepare", "test")},
+    "evaluate": {
+        "predictions": ("predict", "predictions"),
+        "validation": ("prepare", "validation"),
+        "schema": ("prepare", "schema"),
+    },
+    "condition": {"evaluation": ("evaluate", "evaluation")},
+    "register": {"model": ("train", "model"), "evaluation": ("evaluate", "evaluation")},
+    "package": {"model": ("train", "model"), "schema": ("prepare", "schema")},
+}
+
 SPARK_STEPS = frozenset({"prepare", "evaluate"})
 PROCESSING_INPUT_ROOT = "/opt/ml/processing/input"
 PROCESSING_OUTPUT_ROOT = "/opt/ml/processing/output"
@@ -86,6 +102,7 @@ class Plan:
     code: CodeBundle
     dataset_uri: str
     dataset_local: Path | None
+    dataset_digest: str | None
     jobs: list[PlannedJob]
 
     def evaluation_report_uri(self) -> str:
@@ -120,10 +137,15 @@ def code_bundle(project_root: Path) -> CodeBundle:
     return CodeBundle(folder=folder, digest=hash_files(folder, files), files=tuple(sorted(files)))
 
 
-def _dataset_location(config: Config) -> tuple[str, Path | None]:
+def _dataset_location(config: Config) -> tuple[str, Path | None, str | None]:
+    """Return the dataset's S3 prefix, its local folder and the digest of its files.
+
+    An S3 dataset has no local folder, and its digest is computed from the object listing
+    when the run starts.
+    """
     dataset = config.pipeline.dataset
     if dataset.startswith("s3://"):
-        return dataset.rstrip("/") + "/", None
+        return dataset.rstrip("/") + "/", None, None
     local = (config.project_root / dataset).resolve()
     files = sorted(p for p in local.rglob("*") if p.is_file())
     if not files:
@@ -132,9 +154,9 @@ def _dataset_location(config: Config) -> tuple[str, Path | None]:
             "Fix: fetch the sample data with `python sample_data/fetch.py`, or point "
             "dataset at a folder of LETOR text files."
         )
-    digest = hash_files(local, files)[:16]
+    digest = hash_files(local, files)
     prefix = config.pipeline.output_prefix.rstrip("/")
-    return f"{prefix}/input/raw/{digest}/", local
+    return f"{prefix}/input/raw/{digest[:16]}/", local, digest
 
 
 def _script(step: StepConfig) -> str:
@@ -299,7 +321,7 @@ def build_plan(config: Config, run_id: str) -> Plan:
     bucket = config.session.bucket
     code_uri = bundle.source_uri(bucket, pipeline)
     archive_uri = bundle.archive_uri(bucket, pipeline)
-    dataset_uri, dataset_local = _dataset_location(config)
+    dataset_uri, dataset_local, dataset_digest = _dataset_location(config)
     run_prefix = f"{config.pipeline.output_prefix.rstrip('/')}/runs/{run_id}"
 
     def job_name(step: str) -> str:
@@ -523,5 +545,6 @@ def build_plan(config: Config, run_id: str) -> Plan:
         code=bundle,
         dataset_uri=dataset_uri,
         dataset_local=dataset_local,
+        dataset_digest=dataset_digest,
         jobs=[jobs[s] for s in PIPELINE_STEPS if s in jobs],
     )

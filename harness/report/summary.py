@@ -38,10 +38,15 @@ def print_run_summary(console: Console, record: RunRecord) -> None:
         detail = outcome.detail or ", ".join(outcome.outputs)
         if outcome.failure_reason:
             detail = outcome.failure_reason.splitlines()[0]
+        status = "Cached" if outcome.cached else outcome.status
+        if outcome.cached:
+            style = "blue"
         steps.add_row(
             outcome.step,
-            f"[{style}]{outcome.status}[/{style}]" if style else outcome.status,
-            f"{outcome.duration:.1f} s" if outcome.status != "Skipped" else "",
+            f"[{style}]{status}[/{style}]" if style else status,
+            f"{outcome.duration:.1f} s"
+            if outcome.status != "Skipped" and not outcome.cached
+            else "",
             outcome.name,
             escape(detail),
         )
