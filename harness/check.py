@@ -16,15 +16,17 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import harness
 from harness.config import Config, Origin, StepConfig
 from harness.config.checks import did_you_mean
+from harness.errors import HarnessError
+from harness.local.cache import canonical_digest
 from harness.plan import build
-from harness.plan.build import PlannedJob, build_plan
+from harness.plan.build import PlannedJob, build_plan, code_bundle
 from harness.plan.code import step_code_files
 
 # `--help` of each of the five reference steps took 0.04 to 0.15 s on a 2-core Linux machine
@@ -818,3 +820,45 @@ def _merge_repeats(problems: list[CheckProblem]) -> list[CheckProblem]:
 
 def _end_sentence(text: str) -> str:
     return text if text.endswith((".", "?", "!")) else f"{text}."
+
+
+class CheckError(HarnessError):
+    """Step contract checks failed. ``problems`` lists every one of them."""
+
+    def __init__(self, problems: Sequence[CheckProblem]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        lines = [f"Step contract checks failed ({count} {noun}):"]
+        lines += [f"  {problem}" for problem in self.problems]
+        super().__init__("\n".join(lines))
+
+
+def preflight(config: Config, workspace: Path) -> None:
+    """Run the contract checks before any job starts, unless they passed on this exact input.
+
+    A pass is remembered under `<workspace>/checks/` by the digest of the `steps/` folder,
+    the effective configuration and the harness version, so an unchanged project pays for
+    the checks once.
+
+    Raises:
+        CheckError: the checks found problems.
+    """
+    digest = canonical_digest(
+        {
+            "harness": harness.__version__,
+            "code": code_bundle(config.project_root).digest,
+            "configuration": {
+                section: {key: value for key, (value, _) in values.items()}
+                for section, values in config.effective().items()
+            },
+        }
+    )
+    marker = workspace / "checks" / f"{digest}.passed"
+    if marker.exists():
+        return
+    problems = check_steps(config)
+    if problems:
+        raise CheckError(problems)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()

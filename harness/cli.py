@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -22,6 +23,26 @@ logger = logging.getLogger("harness")
 EXIT_JOB_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
+        "--logs",
+        dest="output",
+        action="store_const",
+        const="logs",
+        default="progress",
+        help="print every line the jobs print (by default only metric lines, such as epochs)",
+    )
+    output.add_argument(
+        "-q",
+        "--quiet",
+        dest="output",
+        action="store_const",
+        const="quiet",
+        help="print step starts and ends only",
+    )
 
 
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -68,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the pipeline on the configured target")
     _add_config_options(run)
+    _add_output_options(run)
     run.add_argument(
         "--no-cache",
         dest="use_cache",
@@ -80,12 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STEP",
         help="rerun STEP and every step after it, ignoring their cache entries",
     )
-    run.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        help="print step starts and ends only, not the jobs' own output",
-    )
 
     config = commands.add_parser("config", help="show or validate the effective configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -96,6 +112,44 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="validate the configuration and the dataset"
     )
     _add_config_options(validate)
+
+    check = commands.add_parser(
+        "check",
+        help="validate the configuration, check every step's contract, run changed steps on fixtures",
+    )
+    _add_config_options(check)
+    _add_output_options(check)
+    check.add_argument(
+        "--fixtures",
+        type=Path,
+        default=Path("fixtures/fixtures.ini"),
+        metavar="FILE",
+        help="override file that points the run at the fixtures (default: fixtures/fixtures.ini)",
+    )
+    check.add_argument("--no-run", action="store_true", help="only validate and check; run no job")
+
+    watch = commands.add_parser(
+        "watch", help="rerun the steps a saved file affects, with warm interpreters"
+    )
+    _add_config_options(watch)
+    _add_output_options(watch)
+    watch.add_argument(
+        "--fixtures",
+        type=Path,
+        default=Path("fixtures/fixtures.ini"),
+        metavar="FILE",
+        help="override file that points the run at small data (default: fixtures/fixtures.ini)",
+    )
+    watch.add_argument(
+        "--full-data",
+        action="store_true",
+        help="watch and run on the configured dataset instead of the fixtures",
+    )
+    watch.add_argument(
+        "--cold",
+        action="store_true",
+        help="start every job as a fresh process (no warm TensorFlow or Spark)",
+    )
 
     models = commands.add_parser(
         "models", help="list the model packages in the local model registry"
@@ -121,7 +175,7 @@ def _check_dataset(config) -> None:  # type: ignore[no-untyped-def]
 
 
 def command_run(args: argparse.Namespace, console: Console) -> int:
-    from harness.local.pipeline import LocalRunner, new_run_id
+    from harness.local.pipeline import LocalRunner, new_run_id, workspace_of
     from harness.plan.build import build_plan
     from harness.report.summary import print_run_summary
 
@@ -130,8 +184,12 @@ def command_run(args: argparse.Namespace, console: Console) -> int:
     if config.session.target != "local":
         raise HarnessError(
             f"[session] target = {config.session.target!r}: `harness run` runs the local target. "
-            "Fix: use `harness promote` for the cloud, or set [session] target = local."
+            "Fix: set [session] target = local."
+            # NOTE: the cloud target (compiling the plan into a SageMaker Pipeline) is not built yet.
         )
+    from harness.check import preflight
+
+    preflight(config, workspace_of(config))
     plan = build_plan(config, new_run_id())
     planned_steps = [job.step for job in plan.jobs]
     if args.rerun_from is not None and args.rerun_from not in planned_steps:
@@ -139,7 +197,7 @@ def command_run(args: argparse.Namespace, console: Console) -> int:
             f"--from {args.rerun_from}: not a step of this run. "
             f"Fix: use one of {', '.join(planned_steps)}."
         )
-    events = ConsoleEvents(console, quiet=args.quiet)
+    events = ConsoleEvents(console, output=args.output)
     console.print(
         f"[bold]{plan.pipeline}[/bold] run {plan.run_id}: "
         f"{', '.join(job.step for job in plan.jobs)} (local target)"
@@ -164,15 +222,22 @@ def command_run(args: argparse.Namespace, console: Console) -> int:
 class ConsoleEvents:
     """Print the run's progress: step starts and ends, and each job's output lines."""
 
-    def __init__(self, console: Console, quiet: bool) -> None:
+    def __init__(self, console: Console, output: str) -> None:
         self.console = console
-        self.quiet = quiet
+        self.output = output  # progress | logs | quiet
+        self._metric_patterns: dict[str, list[re.Pattern[str]]] = {}
+
+    def _is_metric_line(self, job, line: str) -> bool:  # type: ignore[no-untyped-def]
+        if job.name not in self._metric_patterns:
+            definitions = job.request.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
+            self._metric_patterns[job.name] = [re.compile(d["Regex"]) for d in definitions]
+        return any(pattern.search(line) for pattern in self._metric_patterns[job.name])
 
     def step_started(self, job) -> None:  # type: ignore[no-untyped-def]
         self.console.print(f"[bold cyan]>[/bold cyan] {job.step}: {job.name} started")
 
     def job_line(self, job, host: str, line: str) -> None:  # type: ignore[no-untyped-def]
-        if not self.quiet:
+        if self.output == "logs" or (self.output == "progress" and self._is_metric_line(job, line)):
             self.console.print(f"[dim]{job.step} {host} |[/dim] {escape(line)}", highlight=False)
 
     def step_finished(self, job, outcome) -> None:  # type: ignore[no-untyped-def]
@@ -209,6 +274,80 @@ def command_config(args: argparse.Namespace, console: Console) -> int:
         return 0
     # Plain print: the output is INI text meant to be copied or piped.
     print(render_config(config, with_origin=args.origin), end="")
+    return 0
+
+
+def command_check(args: argparse.Namespace, console: Console) -> int:
+    from harness.check import CheckError, check_steps
+
+    config = _load(args)
+    console.print(f"configuration: valid ({', '.join(config.sources)})")
+    problems = check_steps(config)
+    if problems:
+        raise CheckError(problems)
+    console.print(f"step contracts: {', '.join(config.pipeline.steps)} pass")
+    if args.no_run:
+        return 0
+    fixtures = args.fixtures if args.fixtures.is_absolute() else config.project_root / args.fixtures
+    if not fixtures.exists():
+        raise HarnessError(
+            f"--fixtures {args.fixtures}: file not found. Fix: pass the override file that "
+            "points the pipeline at small fixture data, or use --no-run."
+        )
+    args.extra_files = [*args.extra_files, fixtures]
+    args.use_cache, args.rerun_from = True, None
+    console.print(
+        f"fixtures run ({fixtures.name}); steps whose inputs did not change come from the cache"
+    )
+    return command_run(args, console)
+
+
+def command_watch(args: argparse.Namespace, console: Console) -> int:
+    from harness.check import preflight
+    from harness.config import load_config
+    from harness.local.pipeline import LocalRunner, new_run_id, workspace_of
+    from harness.plan.build import build_plan
+    from harness.watch import Watcher
+
+    extra_files = list(args.extra_files)
+    if not args.full_data:
+        fixtures = args.fixtures
+        if not fixtures.is_absolute():
+            fixtures = args.config.resolve().parent / fixtures
+        if not fixtures.exists():
+            raise HarnessError(
+                f"--fixtures {args.fixtures}: file not found. Fix: pass the override file that "
+                "points the pipeline at small data, or use --full-data."
+            )
+        extra_files.append(fixtures)
+
+    def load():  # type: ignore[no-untyped-def]
+        config = load_config(args.config, extra_files, args.overrides, use_local=args.use_local)
+        _check_dataset(config)
+        return config
+
+    events = ConsoleEvents(console, output=args.output)
+
+    def run(config, aws, launcher):  # type: ignore[no-untyped-def]
+        preflight(config, workspace_of(config))
+        plan = build_plan(config, new_run_id())
+        record = LocalRunner(config, plan, events, aws=aws, launcher=launcher).run()
+        if record.failed:
+            for outcome in record.steps:
+                if outcome.status in ("Failed", "Stopped") and outcome.log_path:
+                    console.print(f"  full log: {outcome.log_path}", soft_wrap=True)
+        return record
+
+    launcher = None
+    if not args.cold:
+        from harness.local.warm import WarmPool
+
+        launcher = WarmPool()
+    console.print(
+        "[bold]harness watch[/bold]: runs the pipeline, then reruns what each save affects "
+        "(Ctrl-C to stop)"
+    )
+    Watcher(console, load, run, launcher).loop()
     return 0
 
 
@@ -268,7 +407,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(highlight=False)
     # `kill` (SIGTERM) ends a run the way Ctrl-C does: job processes ended, records saved.
     signal.signal(signal.SIGTERM, _interrupt)
-    handlers = {"run": command_run, "config": command_config, "models": command_models}
+    handlers = {
+        "run": command_run,
+        "check": command_check,
+        "watch": command_watch,
+        "config": command_config,
+        "models": command_models,
+    }
     try:
         return handlers[args.command](args, console)
     except HarnessError as error:

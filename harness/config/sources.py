@@ -73,7 +73,14 @@ def layer_sources(
 ) -> LayeredSources:
     """Read the base file, config.local.ini, each extra file and each override, in that order."""
     layered = LayeredSources()
-    _read_file(layered, base, missing_fix="check the path of the configuration file")
+    _read_file(
+        layered,
+        base,
+        missing_fix=(
+            f"run harness from the project folder (this one is {Path.cwd()}), "
+            "or name the base file with --config PATH"
+        ),
+    )
 
     local = base.parent / LOCAL_FILE_NAME
     if use_local and local.is_file():

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from harness.local.embedded import EmbeddedAWS, split_s3_uri
 from harness.local.processes import die_with_parent, forget_processes, record_processes
@@ -126,6 +126,27 @@ def deterministic_tar(folder: Path, target: Path) -> None:
     os.replace(partial, target)
 
 
+class Launcher(Protocol):
+    """Runs one job process in an already started interpreter (`harness watch`'s warm pool).
+
+    `kind` is "training" (the sagemaker-training toolkit's start), "spark" (a PySpark
+    processing script) or "python" (another processing script). `run` returns the exit code
+    the cold process would have returned.
+    """
+
+    def run(
+        self,
+        kind: str,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: Path,
+        on_line: Callable[[str], None],
+        timeout: float,
+    ) -> int: ...
+
+    def stop_job(self) -> None: ...
+
+
 class _ProcessGroup:
     """Child processes of one job, each in its own session so that all can be ended."""
 
@@ -164,13 +185,7 @@ class _ProcessGroup:
                 with log_lock:
                     log.write(f"[{host}] {line}\n")
                     log.flush()
-                    for name, pattern in metric_patterns:
-                        match = pattern.search(line)
-                        if match:
-                            try:
-                                metrics.setdefault(name, []).append(float(match.group(1)))
-                            except (ValueError, IndexError):
-                                pass
+                    _collect_metrics(line, metric_patterns, metrics)
                 sink(host, line)
 
         reader = threading.Thread(target=read, daemon=True)
@@ -225,6 +240,47 @@ def _read_reason(path: Path) -> str:
     return ""
 
 
+def _run_warm(
+    launcher: Launcher,
+    kind: str,
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    host: str,
+    log: io.TextIOBase,
+    sink: LineSink,
+    patterns: list[tuple[str, re.Pattern[str]]],
+    metrics: dict[str, list[float]],
+    max_runtime_seconds: int,
+) -> tuple[list[int], bool]:
+    def on_line(line: str) -> None:
+        log.write(f"[{host}] {line}\n")
+        log.flush()
+        _collect_metrics(line, patterns, metrics)
+        sink(host, line)
+
+    started = time.monotonic()
+    try:
+        code = launcher.run(kind, command, env, cwd, on_line, float(max_runtime_seconds))
+    except BaseException:
+        launcher.stop_job()
+        raise
+    timed_out = code != 0 and time.monotonic() - started >= max_runtime_seconds
+    return [code], timed_out
+
+
+def _collect_metrics(
+    line: str, patterns: list[tuple[str, re.Pattern[str]]], metrics: dict[str, list[float]]
+) -> None:
+    for name, pattern in patterns:
+        match = pattern.search(line)
+        if match:
+            try:
+                metrics.setdefault(name, []).append(float(match.group(1)))
+            except (ValueError, IndexError):
+                pass
+
+
 def _run_processes(
     job_dir: Path,
     hosts: list[str],
@@ -232,6 +288,8 @@ def _run_processes(
     max_runtime_seconds: int,
     sink: LineSink,
     metric_definitions: Sequence[dict[str, str]] = (),
+    launcher: Launcher | None = None,
+    kind: str = "python",
 ) -> tuple[list[int], bool, dict[str, list[float]], Path]:
     log_path = job_dir / "job.log"
     patterns = [(d["Name"], re.compile(d["Regex"])) for d in metric_definitions]
@@ -239,6 +297,24 @@ def _run_processes(
     group = _ProcessGroup()
     log_lock = threading.Lock()
     with open(log_path, "w") as log:
+        if launcher is not None and len(hosts) == 1:
+            # NOTE: only single-instance jobs run warm; a job of several instances starts
+            # cold processes, so that its instances still run side by side.
+            command, env, cwd = command_for_host(hosts[0], job_dir / hosts[0] / "opt" / "ml")
+            codes, timed_out = _run_warm(
+                launcher,
+                kind,
+                command,
+                env,
+                cwd,
+                hosts[0],
+                log,
+                sink,
+                patterns,
+                metrics,
+                max_runtime_seconds,
+            )
+            return codes, timed_out, metrics, log_path
         try:
             for host in hosts:
                 command, env, cwd = command_for_host(host, job_dir / host / "opt" / "ml")
@@ -248,6 +324,9 @@ def _run_processes(
         except BaseException:
             # Ctrl-C or any error here: no child process may outlive the job.
             group.terminate()
+            # The readers write to the log until their pipes close; let them finish first.
+            for reader in group.readers:
+                reader.join(timeout=5)
             raise
         finally:
             forget_processes(job_dir)
@@ -267,6 +346,7 @@ def run_training_job(
     request: dict[str, Any],
     base_env: dict[str, str],
     sink: LineSink,
+    launcher: Launcher | None = None,
 ) -> JobResult:
     """Run a CreateTrainingJob request through the sagemaker-training toolkit.
 
@@ -360,6 +440,8 @@ def run_training_job(
             int(request["StoppingCondition"]["MaxRuntimeInSeconds"]),
             sink,
             request["AlgorithmSpecification"].get("MetricDefinitions", []),
+            launcher,
+            "training",
         )
     except BaseException as error:
         result.status, result.ended = "Stopped", time.time()
@@ -423,6 +505,7 @@ def run_processing_job(
     request: dict[str, Any],
     base_env: dict[str, str],
     sink: LineSink,
+    launcher: Launcher | None = None,
 ) -> JobResult:
     """Run a CreateProcessingJob request, one process per instance.
 
@@ -483,6 +566,9 @@ def run_processing_job(
             command_for_host,
             int(request["StoppingCondition"]["MaxRuntimeInSeconds"]),
             sink,
+            (),
+            launcher,
+            "spark" if app["ContainerEntrypoint"][0] == "smspark-submit" else "python",
         )
     except BaseException as error:
         result.status, result.ended = "Stopped", time.time()

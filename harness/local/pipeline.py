@@ -16,7 +16,13 @@ from harness.errors import HarnessError
 from harness.local.cache import CacheEntry, StepCache, cache_key, canonical_digest
 from harness.local.conditions import SYMBOLS, JsonPathError, evaluate_condition, json_get
 from harness.local.embedded import EmbeddedAWS, journal_contains, split_s3_uri
-from harness.local.jobs import JobResult, deterministic_tar, run_processing_job, run_training_job
+from harness.local.jobs import (
+    JobResult,
+    Launcher,
+    deterministic_tar,
+    run_processing_job,
+    run_training_job,
+)
 from harness.local.processes import end_orphans
 from harness.plan.build import READS, Plan, PlannedJob, hash_files
 from harness.plan.code import step_code_files
@@ -105,6 +111,8 @@ class LocalRunner:
         *,
         use_cache: bool = True,
         rerun_from: str | None = None,
+        aws: EmbeddedAWS | None = None,
+        launcher: Launcher | None = None,
     ) -> None:
         self.config = config
         self.plan = plan
@@ -113,8 +121,12 @@ class LocalRunner:
         self.cache = StepCache(self.workspace)
         self.use_cache = use_cache
         self.forced = _downstream_of(plan, rerun_from) if rerun_from else set()
-        self._aws: EmbeddedAWS | None = None
+        # An embedded AWS passed in (by `harness watch`) stays up after the run.
+        self._aws: EmbeddedAWS | None = aws
+        self._owns_aws = aws is None
+        self._staged = False
         self._env: dict[str, str] = {}
+        self.launcher = launcher
         # Where each step's outputs are in this run (fresh or from the cache), and their digests.
         self.resolved: dict[str, dict[str, str]] = {"dataset": {"raw": plan.dataset_uri}}
         self.digests: dict[str, dict[str, str]] = {}
@@ -124,11 +136,12 @@ class LocalRunner:
     def aws(self) -> EmbeddedAWS:
         """Return the embedded AWS, starting it and staging code and data on first use."""
         if self._aws is None:
-            aws = EmbeddedAWS(self.workspace, self.config.session.region).start()
-            self._aws = aws
-            self.events.message(f"embedded S3 and SageMaker API on {aws.endpoint_url}")
-            self._stage(aws)
-            self._env = {**_inherited_environment(), **aws.environment()}
+            self._aws = EmbeddedAWS(self.workspace, self.config.session.region).start()
+            self.events.message(f"embedded S3 and SageMaker API on {self._aws.endpoint_url}")
+        if not self._staged:
+            self._stage(self._aws)
+            self._env = {**_inherited_environment(), **self._aws.environment()}
+            self._staged = True
         return self._aws
 
     def run(self) -> RunRecord:
@@ -153,7 +166,7 @@ class LocalRunner:
             self._save(record, started)
             raise
         finally:
-            if self._aws is not None:
+            if self._aws is not None and self._owns_aws:
                 self._aws.stop()
         record.status = "Failed" if record.failed else "Completed"
         self._save(record, started)
@@ -194,7 +207,7 @@ class LocalRunner:
                     f"uploaded {count} dataset files from {self.plan.dataset_local} "
                     f"to {self.plan.dataset_uri}"
                 )
-        elif not aws.list_objects(self.plan.dataset_uri):
+        elif not _has_objects(aws, self.plan.dataset_uri):
             raise HarnessError(
                 f"[pipeline] dataset = {self.config.pipeline.dataset!r}: no objects under that "
                 "prefix in the embedded S3. Fix: point dataset at a local folder, which harness "
@@ -253,7 +266,7 @@ class LocalRunner:
         aws = self.aws()
         request = self._resolve_inputs(job)
         runner = run_training_job if job.kind == "training" else run_processing_job
-        outcome = _from_result(job, runner(aws, request, self._env, sink))
+        outcome = _from_result(job, runner(aws, request, self._env, sink, self.launcher))
         if outcome.status == "Completed":
             entry = self.cache.store(
                 self.cache.entry_for(
@@ -463,6 +476,14 @@ def _from_result(job: PlannedJob, result: JobResult) -> StepOutcome:
         outputs=result.outputs,
         metrics=result.metrics,
     )
+
+
+def _has_objects(aws: EmbeddedAWS, uri: str) -> bool:
+    """Return whether the prefix holds objects; a missing bucket holds none."""
+    try:
+        return bool(aws.list_objects(uri))
+    except aws.s3.exceptions.NoSuchBucket:
+        return False
 
 
 def _downstream_of(plan: Plan, step: str) -> set[str]:
