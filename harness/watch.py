@@ -129,6 +129,7 @@ class Watcher:
             record = self.run_pipeline(config, self.aws, self.launcher)
         except HarnessError as error:
             self.console.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
+            self.console.print("[dim]Watching; fix the file and save it again.[/dim]")
             return None
         self.reruns += 1
         current = collect_metrics(record)
