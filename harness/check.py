@@ -154,7 +154,7 @@ def _check_job_step(
         return problems
 
     try:
-        options = read_accepted_options(script, steps_root(config))
+        options = _remembered_options(script, steps_root(config))
     except HelpError as error:
         problems.append(CheckProblem(step.name, step.entry_point, None, error.message, error.fix))
         return problems
@@ -266,6 +266,21 @@ def _is_own_module(own_folder: Path, root: Path, name: str) -> bool:
 
 
 # Check 3: the script accepts every argument and hyperparameter that the job passes.
+
+
+# Options read from each script's --help, by the digest of the code it runs. `harness watch`
+# checks after every save, and reading --help costs a Python start-up per step.
+_OPTIONS_BY_CODE: dict[tuple[str, str], frozenset[str]] = {}
+
+
+def _remembered_options(script: Path, steps_folder: Path) -> frozenset[str]:
+    from harness.plan.build import hash_files
+
+    digest = hash_files(steps_folder, step_code_files(steps_folder, script))
+    key = (str(script.resolve()), digest)
+    if key not in _OPTIONS_BY_CODE:
+        _OPTIONS_BY_CODE[key] = read_accepted_options(script, steps_folder)
+    return _OPTIONS_BY_CODE[key]
 
 
 def read_accepted_options(
