@@ -1,8 +1,8 @@
 """Warm worker processes that run job entry points without paying the start-up cost again.
 
 `harness watch` reruns steps when files are saved. A cold run spends seconds before the step
-does anything: importing TensorFlow takes 3-5 s and starting a Spark JVM 2-4 s. A WarmPool
-keeps worker processes that have paid that cost once:
+does anything, importing TensorFlow or starting a Spark JVM. A WarmPool keeps worker processes
+that have paid that cost once:
 
 * training: a zygote that has imported TensorFlow, Keras, NumPy, pandas, PyArrow and the
   sagemaker-training toolkit. Each job is a child forked from it that runs the toolkit's
@@ -19,8 +19,8 @@ A forked child is a new process, so nothing a job changes reaches the next job. 
 worker is reused in-process, and what it cannot reset is listed in `_SparkJobHost`.
 
 The harness talks to a worker over a Unix socket pair that carries JSON lines. A job's output
-(stdout and stderr merged, as `jobs.py` reads a cold process) reaches `on_line` line by line:
-a forked child writes to a pipe that the harness passes along with the request, and the spark
+reaches `on_line` line by line, stdout and stderr merged as `jobs.py` reads a cold process.
+A forked child writes to a pipe that the harness sends along with the request. The spark
 worker writes to its own stdout, where a marker line ends each job's output.
 
 Workers start on first use, from one long-lived thread of the pool, and end with `close()`,
@@ -131,8 +131,7 @@ _RUNTIME_VARIABLES = frozenset({"TF_CONFIG"})
 _END_MARK = "\x00harness-warm-job-end:"
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-log = logging.getLogger(__name__)
+_SPARK_DEFAULT_LOG_LEVEL = "WARN"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,7 +141,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WarmJobResult:
-    """How a warm job ended."""
+    """Exit status of a warm job, and whether the harness ended it."""
 
     code: int
     """Exit status as `subprocess.Popen.returncode` gives it: negative for a signal."""
@@ -177,7 +176,8 @@ class _Job:
             if not self._callback_failed:
                 self._callback_failed = True
                 self._log.exception(
-                    "on_line failed for warm job %d; its later failures are not logged", self.id
+                    "on_line failed for warm job %d, and its later failures are not logged",
+                    self.id,
                 )
 
     def detach(self) -> None:
@@ -201,7 +201,11 @@ class _Worker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.alive = False
         self.active_jobs = 0  # changed only under WarmPool._lock
-        self.retired = False  # set when a newer worker replaces it; closed after its last job
+        # Set when a newer worker replaces this one, which is closed after its last job.
+        self.retired = False
+        self.closing = False
+        self.ready = False
+        self.start_env: dict[str, str] | None = None
         self.recent_lines: deque[str] = deque(maxlen=RECENT_LINE_COUNT)
         self._log = log
         self._sock: socket.socket | None = None
@@ -210,14 +214,22 @@ class _Worker:
         self._start_error: BaseException | None = None
         self._jobs: dict[int, _Job] = {}
         self._jobs_lock = threading.Lock()
-        self._ready: queue.Queue[dict[str, Any]] = queue.Queue()
+        # Control messages without a job id: "ready", or "eof" when the worker has gone.
+        self._worker_messages: queue.Queue[dict[str, Any]] = queue.Queue()
         self._threads: list[threading.Thread] = []
-        # The job that receives the worker's own stdout (spark); None for a zygote.
+        # The job that receives the worker's own stdout. Only a spark worker sets it.
         self._output_job: _Job | None = None
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
+
+    @property
+    def usable(self) -> bool:
+        """Whether a job may use this worker: it runs, or it is starting or about to."""
+        if self.closing or self._start_error is not None:
+            return False
+        return self.proc is None or self.alive
 
     def describe(self) -> str:
         return f"warm {self.kind} worker (pid {self.pid})"
@@ -225,21 +237,37 @@ class _Worker:
     # -- start and stop -----------------------------------------------------------------------
 
     def ensure_started(
-        self, env: dict[str, str], workdir: Path, spawn: Callable[..., subprocess.Popen[bytes]]
+        self,
+        env: dict[str, str],
+        workdir: Path,
+        spawn: Callable[..., subprocess.Popen[bytes]],
+        warm_up: bool = False,
     ) -> None:
-        """Start the worker unless a caller already has; raise RuntimeError when it fails."""
+        """Start the worker unless a caller already has. Raises RuntimeError when it fails.
+
+        With `warm_up`, a spark worker runs a query before it reports ready, which makes its
+        first job seconds faster but its start as much slower. Only a start that no job
+        waits for should ask for it.
+        """
         with self._start_lock:
             if self._start_error is not None:
                 raise self._start_error
+            if self.closing:
+                raise _WorkerGone(f"the warm {self.kind} worker was closed before it started")
             if self.proc is None:
+                self.start_env = dict(env)
                 try:
-                    self._start(env, workdir, spawn)
+                    self._start(env, workdir, spawn, warm_up)
                 except BaseException as error:
                     self._start_error = error
                     raise
 
     def _start(
-        self, env: dict[str, str], workdir: Path, spawn: Callable[..., subprocess.Popen[bytes]]
+        self,
+        env: dict[str, str],
+        workdir: Path,
+        spawn: Callable[..., subprocess.Popen[bytes]],
+        warm_up: bool,
     ) -> None:
         parent_end, child_end = socket.socketpair()
         bootstrap = _BOOTSTRAP.format(root=str(Path(__file__).resolve().parents[2]))
@@ -250,10 +278,11 @@ class _Worker:
             self.kind,
             str(child_end.fileno()),
             str(os.getpid()),
+            "warm-up" if warm_up else "no-warm-up",
         ]
         started = time.monotonic()
         try:
-            self.proc = spawn(
+            proc = spawn(
                 command,
                 env=env,
                 cwd=workdir,
@@ -271,7 +300,12 @@ class _Worker:
         finally:
             child_end.close()
         self._sock = parent_end
+        # alive before proc, so that `usable` never reads a started process that is not alive.
         self.alive = True
+        self.proc = proc
+        if self.closing:
+            self.kill()
+            raise _WorkerGone(f"the {self.describe()} was closed while it started")
         for target, name in ((self._pump_output, "output"), (self._dispatch, "control")):
             thread = threading.Thread(
                 target=target, name=f"warm-{self.kind}-{self.proc.pid}-{name}", daemon=True
@@ -280,9 +314,12 @@ class _Worker:
             self._threads.append(thread)
 
         try:
-            message = self._ready.get(timeout=WORKER_START_TIMEOUT_SECONDS)
+            message = self._worker_messages.get(timeout=WORKER_START_TIMEOUT_SECONDS)
         except queue.Empty:
             message = {"op": "timeout"}
+        except BaseException:
+            self.kill()
+            raise
         if message["op"] != "ready":
             self.kill()
             if message["op"] == "timeout":
@@ -294,12 +331,18 @@ class _Worker:
                 f"The warm {self.kind} worker failed to start: it {reason}. "
                 f"Its last output lines:\n{lines}"
             )
-        self._log.info(
-            "Started the %s in %.1f s", self.describe(), time.monotonic() - started
-        )
+        self.ready = True
+        self._log.info("Started the %s in %.1f s", self.describe(), time.monotonic() - started)
 
     def close(self) -> None:
-        """Ask the worker to exit, then end its process group."""
+        """Ask the worker to exit, then end its process group, also while it is starting."""
+        self.closing = True
+        if self.proc is not None and not self.ready:
+            self.kill()  # ends the wait in _start at once
+        with self._start_lock:
+            self._close()
+
+    def _close(self) -> None:
         if self.proc is None:
             return
         if self.alive:
@@ -351,7 +394,7 @@ class _Worker:
     # -- messages -----------------------------------------------------------------------------
 
     def send(self, message: dict[str, Any], fd: int | None = None) -> None:
-        """Send one JSON line, with `fd` attached when given; raise _WorkerGone on failure."""
+        """Send one JSON line, with `fd` attached when given. Raises _WorkerGone on failure."""
         data = (json.dumps(message) + "\n").encode()
         if self._sock is None:
             raise _WorkerGone(f"the {self.describe()} has not started")
@@ -375,7 +418,7 @@ class _Worker:
             self._jobs.pop(job.id, None)
 
     def _dispatch(self) -> None:
-        """Route each control message to its job; on EOF tell every job the worker is gone."""
+        """Route each control message to its job. At EOF, tell every job the worker is gone."""
         assert self._sock is not None
         try:
             with self._sock.makefile("rb") as reader:
@@ -383,7 +426,7 @@ class _Worker:
                     message = json.loads(raw)
                     job_id = message.get("id")
                     if job_id is None:
-                        self._ready.put(message)
+                        self._worker_messages.put(message)
                         continue
                     with self._jobs_lock:
                         job = self._jobs.get(job_id)
@@ -393,14 +436,14 @@ class _Worker:
             self._log.debug("The control channel of the %s failed: %s", self.describe(), error)
         finally:
             self.alive = False
-            self._ready.put({"op": "eof"})
+            self._worker_messages.put({"op": "eof"})
             with self._jobs_lock:
                 jobs = list(self._jobs.values())
             for job in jobs:
                 job.messages.put({"op": "eof"})
 
     def _pump_output(self) -> None:
-        """Read the worker's stdout and stderr; pass job lines on and keep the recent ones."""
+        """Pass the worker's output lines to the current job and keep the recent ones."""
         assert self.proc is not None and self.proc.stdout is not None
         for raw in iter(self.proc.stdout.readline, b""):
             self._route_line(raw.decode("utf-8", errors="replace").rstrip("\n"))
@@ -453,18 +496,20 @@ class _ZygoteWorker(_Worker):
         try:
             self.send({"op": "run", "id": job.id, **request}, fd=write_fd)
         finally:
-            # The zygote holds its own copy now, and the pipe ends when the job's processes exit.
+            # The zygote has its own copy now, and the pipe ends when the job's processes exit.
             os.close(write_fd)
 
-        result = self._wait(job, deadline)
-        reader.join(timeout=OUTPUT_DRAIN_SECONDS)
-        if reader.is_alive():
-            self._log.warning(
-                "Warm job %d exited, but a process it started still holds its output open; "
-                "later output is logged at DEBUG only",
-                job.id,
-            )
-        job.detach()
+        try:
+            result = self._wait(job, deadline)
+            reader.join(timeout=OUTPUT_DRAIN_SECONDS)
+            if reader.is_alive():
+                self._log.warning(
+                    "Warm job %d exited, but a process it started still has its output open. "
+                    "Its later output is logged at DEBUG only",
+                    job.id,
+                )
+        finally:
+            job.detach()
         return result
 
     def _wait(self, job: _Job, deadline: float) -> WarmJobResult:
@@ -484,9 +529,13 @@ class _ZygoteWorker(_Worker):
                     next_signal_at = now + STOP_GRACE_SECONDS
                 else:
                     # The zygote did not report the child's end: it is stuck, so end both.
-                    self._log.error("The %s did not report the end of job %d", self.describe(), job.id)
+                    self._log.error(
+                        "The %s did not report the end of job %d", self.describe(), job.id
+                    )
                     self.kill()
-                    return WarmJobResult(-signal.SIGKILL, end_reason == "timeout", end_reason == "stop")
+                    return WarmJobResult(
+                        -signal.SIGKILL, end_reason == "timeout", end_reason == "stop"
+                    )
             try:
                 message = job.messages.get(timeout=max(0.0, next_signal_at - now))
             except queue.Empty:
@@ -505,9 +554,7 @@ class _ZygoteWorker(_Worker):
                 if not started:
                     raise _WorkerGone(f"the {self.describe()} exited before job {job.id} started")
                 # The child got SIGKILL when the zygote died (see _exit_with_parent).
-                self._log.error(
-                    "The %s exited while job %d was running", self.describe(), job.id
-                )
+                self._log.error("The %s exited while job %d was running", self.describe(), job.id)
                 return WarmJobResult(-signal.SIGKILL, end_reason == "timeout", end_reason == "stop")
 
     def _signal_job(self, job: _Job, sig: int) -> None:
@@ -541,7 +588,9 @@ class _SparkWorker(_Worker):
         try:
             result, broken = self._wait(job, deadline)
             if not job.output_done.wait(timeout=OUTPUT_DRAIN_SECONDS):
-                self._log.warning("The %s did not finish the output of job %d", self.describe(), job.id)
+                self._log.warning(
+                    "The %s did not finish the output of job %d", self.describe(), job.id
+                )
         finally:
             self._output_job = None
             job.detach()
@@ -562,14 +611,10 @@ class _SparkWorker(_Worker):
                 )
                 self.terminate()
                 code = self.proc.returncode if self.proc is not None else None
-                return (
-                    WarmJobResult(
-                        code if code else -signal.SIGKILL,
-                        timed_out=end_reason == "timeout",
-                        stopped=end_reason == "stop",
-                    ),
-                    True,
-                )
+                if not code:
+                    code = -signal.SIGKILL
+                result = WarmJobResult(code, end_reason == "timeout", end_reason == "stop")
+                return result, True
             try:
                 message = job.messages.get(timeout=remaining)
             except queue.Empty:
@@ -631,7 +676,8 @@ class WarmPool:
 
     `run` is thread-safe. Jobs of kind training or python may run concurrently, each in its
     own forked child. Concurrent spark jobs each get a worker of their own, because one JVM
-    runs one job at a time.
+    runs one job at a time. A worker that dies during a job, or that a job leaves broken, is
+    replaced in the background.
     """
 
     def __init__(self, log: logging.Logger | None = None) -> None:
@@ -639,6 +685,8 @@ class WarmPool:
         self._lock = threading.Lock()
         self._zygotes: dict[str, _ZygoteWorker] = {}
         self._spark_workers: list[_SparkWorker] = []
+        # Replaced workers that still run a job. Each is closed after its last job.
+        self._retired_workers: list[_Worker] = []
         self._jobs: dict[int, _Job] = {}
         self._next_job_id = 1
         self._workdir: Path | None = None
@@ -687,34 +735,57 @@ class WarmPool:
         _parse_job_command(kind, argv)
         cwd = Path(cwd)
         if not cwd.is_dir():
-            raise FileNotFoundError(errno.ENOENT, "the job's working directory does not exist", str(cwd))
+            raise FileNotFoundError(
+                errno.ENOENT, "the job's working directory does not exist", str(cwd)
+            )
         request = {"argv": list(argv), "env": dict(env), "cwd": str(cwd)}
-        deadline = time.monotonic() + timeout
 
-        for attempt in (1, 2):
-            worker = self._acquire(kind, argv[0], env)
-            job = self._register_job(worker, on_line)
+        last_error: _WorkerGone | None = None
+        for _attempt in range(2):
             try:
-                return worker.execute(job, request, deadline)
+                result = self._run_once(kind, argv, env, request, on_line, timeout)
             except _WorkerGone as error:
-                if attempt == 2:
-                    raise RuntimeError(
-                        f"The warm {kind} worker ended twice before job {job.id} started: {error}"
-                    ) from error
-                self._log.warning("%s; starting a new warm %s worker", error, kind)
-            except BaseException:
-                # Ctrl-C or an error here: no process of the job may outlive it.
-                worker.abort(job)
-                raise
-            finally:
-                self._release(worker, job)
-        raise AssertionError("unreachable")
+                self._log.warning("%s. Starting a new warm %s worker", error, kind)
+                last_error = error
+                continue
+            if (result.timed_out or result.stopped) and result.code == 0:
+                # The job caught SIGTERM and exited 0, but it did not run to its end.
+                result = WarmJobResult(-signal.SIGTERM, result.timed_out, result.stopped)
+            return result
+        raise RuntimeError(
+            f"The warm {kind} worker ended twice before the job started: {last_error}"
+        ) from last_error
+
+    def _run_once(
+        self,
+        kind: str,
+        argv: list[str],
+        env: dict[str, str],
+        request: dict[str, Any],
+        on_line: Callable[[str], None],
+        timeout: float,
+    ) -> WarmJobResult:
+        """Run the job on a worker. Raises _WorkerGone when the worker ended before it began."""
+        worker = self._acquire(kind, argv[0], env)
+        job = self._register_job(worker, on_line)
+        # The worker's start-up is not part of the job, so the timeout starts here.
+        deadline = time.monotonic() + timeout
+        try:
+            return worker.execute(job, request, deadline)
+        except _WorkerGone:
+            raise
+        except BaseException:
+            # Ctrl-C or an error here: no process of the job may outlive it.
+            worker.abort(job)
+            raise
+        finally:
+            self._release(worker, job)
 
     def stop_job(self) -> None:
-        """End every job in progress, as Ctrl-C does; each `run` returns a negative status.
+        """End every job in progress, as Ctrl-C does. Each `run` returns a negative status.
 
         A forked job's child is ended (SIGTERM, then SIGKILL) and its zygote stays. A spark
-        job's worker is ended with its JVM, and the next spark job starts a new one.
+        job's worker is ended with its JVM, and a replacement starts in the background.
         """
         with self._lock:
             jobs = list(self._jobs.values())
@@ -728,9 +799,14 @@ class WarmPool:
                 return
             self._closed = True
             jobs = list(self._jobs.values())
-            workers: list[_Worker] = [*self._zygotes.values(), *self._spark_workers]
+            workers: list[_Worker] = [
+                *self._zygotes.values(),
+                *self._spark_workers,
+                *self._retired_workers,
+            ]
             self._zygotes.clear()
             self._spark_workers.clear()
+            self._retired_workers.clear()
         for job in jobs:
             job.request_stop()
         for worker in workers:
@@ -741,6 +817,10 @@ class WarmPool:
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
         atexit.unregister(self.close)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def worker_pids(self) -> dict[str, list[int]]:
         """Return the pids of the running worker processes by kind."""
@@ -755,66 +835,72 @@ class WarmPool:
     # -- workers ------------------------------------------------------------------------------
 
     def _acquire(self, kind: str, interpreter: str, env: dict[str, str]) -> _Worker:
+        """Return a started worker for the job, starting one when none fits."""
         key = _startup_key(interpreter, env)
         stale: list[_Worker] = []
         with self._lock:
             if self._closed:
-                raise RuntimeError("The WarmPool is closed; create a new one to run more jobs")
-            worker: _Worker
+                raise RuntimeError("The WarmPool is closed. Create a new one to run more jobs")
+            worker: _Worker | None
             if kind in _FORKING_KINDS:
-                current = self._zygotes.get(kind)
-                if current is not None and current.alive and current.startup_key == key:
-                    worker = current
-                else:
-                    if current is not None:
-                        self._retire(current, stale)
-                    worker = _ZygoteWorker(kind, interpreter, key, self._log)
-                    self._zygotes[kind] = worker
+                worker = self._zygotes.get(kind)
+                if worker is not None and not (worker.usable and worker.startup_key == key):
+                    self._retire(worker, stale)
+                    worker = None
             else:
-                idle = [w for w in self._spark_workers if not w.busy]
-                for candidate in idle:
-                    if not candidate.alive or candidate.startup_key != key:
-                        self._spark_workers.remove(candidate)
+                for candidate in [w for w in self._spark_workers if not w.busy]:
+                    if not (candidate.usable and candidate.startup_key == key):
                         self._retire(candidate, stale)
-                match = next((w for w in self._spark_workers if not w.busy and w.alive), None)
-                if match is None:
-                    match = _SparkWorker(kind, interpreter, key, self._log)
-                    self._spark_workers.append(match)
-                match.busy = True
-                worker = match
+                worker = next((w for w in self._spark_workers if not w.busy), None)
+            if worker is None:
+                worker = self._add_worker(kind, interpreter, key)
+            if isinstance(worker, _SparkWorker):
+                worker.busy = True
             worker.active_jobs += 1
             workdir = self._ensure_workdir()
-            spawn = self._spawn
         for old in stale:
             old.close()
 
         try:
-            worker.ensure_started(env, workdir, spawn)
+            worker.ensure_started(env, workdir, self._spawn)
         except BaseException:
             with self._lock:
-                self._forget(worker)
+                worker.active_jobs -= 1
+                self._remove(worker)
             raise
         return worker
 
-    def _retire(self, worker: _Worker, stale: list[_Worker]) -> None:
-        """Close `worker` now when it runs no job, else after its last job (under _lock)."""
-        if worker.alive and worker.active_jobs == 0 or not worker.alive:
-            if worker.active_jobs == 0:
-                stale.append(worker)
-                return
-        worker.retired = True
-        if worker.alive and worker.startup_key:
-            self._log.info("Replacing the %s: the job's start-up environment differs", worker.describe())
+    def _add_worker(self, kind: str, interpreter: str, key: tuple) -> _Worker:
+        """Create a worker and put it in the pool (under _lock). It starts on first use."""
+        if kind in _FORKING_KINDS:
+            zygote = _ZygoteWorker(kind, interpreter, key, self._log)
+            self._zygotes[kind] = zygote
+            return zygote
+        spark = _SparkWorker(kind, interpreter, key, self._log)
+        self._spark_workers.append(spark)
+        return spark
 
-    def _forget(self, worker: _Worker) -> None:
-        """Drop a worker that failed to start from the pool (under _lock)."""
-        worker.active_jobs -= 1
+    def _remove(self, worker: _Worker) -> None:
+        """Take `worker` out of the pool (under _lock). The caller closes it."""
         if isinstance(worker, _SparkWorker):
             worker.busy = False
             if worker in self._spark_workers:
                 self._spark_workers.remove(worker)
         elif self._zygotes.get(worker.kind) is worker:
             del self._zygotes[worker.kind]
+
+    def _retire(self, worker: _Worker, stale: list[_Worker]) -> None:
+        """Take `worker` out of the pool (under _lock) and close it after its last job."""
+        self._remove(worker)
+        if worker.alive:
+            self._log.info(
+                "Replacing the %s: the job's start-up environment differs", worker.describe()
+            )
+        if worker.active_jobs == 0:
+            stale.append(worker)
+        else:
+            worker.retired = True
+            self._retired_workers.append(worker)
 
     def _register_job(self, worker: _Worker, on_line: Callable[[str], None]) -> _Job:
         with self._lock:
@@ -825,21 +911,54 @@ class WarmPool:
         return job
 
     def _release(self, worker: _Worker, job: _Job) -> None:
+        """Return the worker after a job, and replace it in the background if the job ended it."""
         worker.unregister(job)
-        close_now = False
+        replacement: _Worker | None = None
         with self._lock:
             self._jobs.pop(job.id, None)
             worker.active_jobs -= 1
             if isinstance(worker, _SparkWorker):
                 worker.busy = False
-                if not worker.alive and worker in self._spark_workers:
-                    self._spark_workers.remove(worker)
-            elif not worker.alive and self._zygotes.get(worker.kind) is worker:
-                del self._zygotes[worker.kind]
-            if worker.active_jobs == 0 and (worker.retired or not worker.alive):
-                close_now = True
+            died = not worker.alive and not worker.retired
+            if died and not self._closed and self._is_in_pool(worker):
+                self._remove(worker)
+                # A broken spark worker is expected after a timeout or Ctrl-C. Starting its
+                # successor now, while the user edits code, keeps the next run warm.
+                replacement = self._add_worker(worker.kind, worker.interpreter, worker.startup_key)
+            close_now = worker.active_jobs == 0 and (worker.retired or not worker.alive)
+            if close_now and worker in self._retired_workers:
+                self._retired_workers.remove(worker)
+            workdir = self._workdir
         if close_now:
             worker.close()
+        if replacement is not None and worker.start_env is not None and workdir is not None:
+            threading.Thread(
+                target=self._start_in_background,
+                args=(replacement, worker.start_env, workdir),
+                name=f"warm-{worker.kind}-replacement",
+                daemon=True,
+            ).start()
+
+    def _is_in_pool(self, worker: _Worker) -> bool:
+        if isinstance(worker, _SparkWorker):
+            return worker in self._spark_workers
+        return self._zygotes.get(worker.kind) is worker
+
+    def _start_in_background(self, worker: _Worker, env: dict[str, str], workdir: Path) -> None:
+        try:
+            worker.ensure_started(env, workdir, self._spawn, warm_up=True)
+        except BaseException as error:
+            with self._lock:
+                self._remove(worker)
+            if worker.closing:
+                self._log.debug(
+                    "The pool closed a replacement warm %s worker while it started", worker.kind
+                )
+            else:
+                # The next job of this kind starts a worker itself and raises the error.
+                self._log.warning(
+                    "Failed to start a replacement warm %s worker: %s", worker.kind, error
+                )
 
     def _ensure_workdir(self) -> Path:
         if self._workdir is None:
@@ -863,7 +982,7 @@ class WarmPool:
 
 @dataclass(frozen=True)
 class _PythonCommand:
-    """What `python [options] (script | -m module) args...` runs."""
+    """Script or module, with its arguments, that `python [options] target args...` runs."""
 
     target: str
     args: tuple[str, ...]
@@ -872,7 +991,7 @@ class _PythonCommand:
 
 
 def _parse_python_command(arguments: list[str]) -> _PythonCommand:
-    """Parse the arguments after the interpreter; raise ValueError for options not supported."""
+    """Parse the arguments after the interpreter. Raises ValueError for unsupported options."""
     no_bytecode = False
     index = 0
     while index < len(arguments) and arguments[index].startswith("-"):
@@ -884,7 +1003,10 @@ def _parse_python_command(arguments: list[str]) -> _PythonCommand:
             if index + 1 >= len(arguments):
                 raise ValueError("the command has -m without a module name")
             return _PythonCommand(
-                arguments[index + 1], tuple(arguments[index + 2 :]), module=True, no_bytecode=no_bytecode
+                arguments[index + 1],
+                tuple(arguments[index + 2 :]),
+                module=True,
+                no_bytecode=no_bytecode,
             )
         if option == "-u":  # warm jobs write stdout line by line anyway
             index += 1
@@ -893,7 +1015,7 @@ def _parse_python_command(arguments: list[str]) -> _PythonCommand:
             index += 1
         else:
             raise ValueError(
-                f"a warm worker cannot run the interpreter option {option!r}; run the job cold"
+                f"a warm worker cannot run the interpreter option {option!r}. Run the job cold"
             )
     if index >= len(arguments):
         raise ValueError("the command names no script or module to run")
@@ -901,9 +1023,9 @@ def _parse_python_command(arguments: list[str]) -> _PythonCommand:
 
 
 def _parse_job_command(kind: str, argv: list[str]) -> _PythonCommand | None:
-    """Check that a warm worker of `kind` can run `argv`; raise ValueError when it cannot."""
+    """Check that a warm worker of `kind` can run `argv`. Raises ValueError when it cannot."""
     if kind not in KINDS:
-        raise ValueError(f"unknown warm worker kind {kind!r}; expected one of {', '.join(KINDS)}")
+        raise ValueError(f"unknown warm worker kind {kind!r}, expected one of {', '.join(KINDS)}")
     if len(argv) < 2:
         raise ValueError(f"the command {argv!r} has no script after the interpreter")
     if kind == "training":
@@ -935,17 +1057,23 @@ _base_sys_path: list[str] = []
 
 
 def _worker_main(arguments: list[str]) -> None:
-    """Run a worker: `arguments` are the kind, the control socket's fd and the harness pid."""
+    """Run a worker. `arguments` are the kind, the control socket's fd, the harness pid and
+    `warm-up` or `no-warm-up`."""
     kind, control_fd, parent_pid = arguments[0], int(arguments[1]), int(arguments[2])
+    warm_up = arguments[3] == "warm-up"
     _exit_with_parent(parent_pid)
     _base_sys_path[:] = sys.path
     assert isinstance(sys.stdout, io.TextIOWrapper)
     sys.stdout.reconfigure(line_buffering=True)
     sock = socket.socket(fileno=control_fd)
     if kind == "spark":
-        _serve_spark(sock)
+        _serve_spark(sock, warm_up)
     else:
         _serve_zygote(kind, sock)
+    # os._exit skips interpreter shutdown: the worker has nothing to save, and shutdown can
+    # hang on a dead JVM. A spark worker's JVM exits when its stdin, a pipe from here, closes.
+    _flush_standard_streams()
+    os._exit(0)
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -1015,11 +1143,13 @@ def _report_uncaught(error: BaseException) -> None:
     tb = error.__traceback__
     while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) in skipped:
         tb = tb.tb_next
+    # The interpreter prints the exception's own __traceback__, not the one passed.
+    error.__traceback__ = tb
     sys.excepthook(type(error), error, tb)
 
 
 def _run_python_command(command: _PythonCommand) -> int:
-    """Run a script or module as `__main__` in this process; return `python`'s exit status."""
+    """Run a script or module as `__main__` in this process and return `python`'s exit status."""
     if command.no_bytecode:
         sys.dont_write_bytecode = True
     if command.module:
@@ -1044,7 +1174,7 @@ def _run_python_command(command: _PythonCommand) -> int:
 
 
 def _run_script_file(path: str) -> int:
-    """Execute a script file as `__main__`; return 2 when it cannot be read, as `python` does.
+    """Execute a script file as `__main__`. Returns 2 when it cannot be read, as `python` does.
 
     `runpy.run_path` sets sys.argv[0] to the path it runs. `python script.py` keeps argv[0]
     as given and sets `__file__` to the absolute path, which this function repeats.
@@ -1054,10 +1184,8 @@ def _run_script_file(path: str) -> int:
         with io.open_code(absolute) as file:
             source = file.read()
     except OSError as error:
-        print(
-            f"{sys.executable}: can't open file {absolute!r}: [Errno {error.errno}] {error.strerror}",
-            file=sys.stderr,
-        )
+        reason = f"[Errno {error.errno}] {error.strerror}"
+        print(f"{sys.executable}: can't open file {absolute!r}: {reason}", file=sys.stderr)
         return 2
     main = types.ModuleType("__main__")
     main.__file__ = absolute
@@ -1076,6 +1204,26 @@ def _run_script_file(path: str) -> int:
         _report_uncaught(error)
         return 1
     return 0
+
+
+def _run_like_process(command: _PythonCommand, install_prefixes: tuple[str, ...]) -> int:
+    """Run a command in-process, then finish it as the interpreter finishes a process.
+
+    After the script, the interpreter waits for its non-daemon threads and calls its atexit
+    handlers. This function does the same for the threads the job started and the handlers
+    its own code registered, and returns the script's exit status.
+    """
+    threads_before = set(threading.enumerate())
+    with _collect_job_exit_handlers(install_prefixes) as handlers:
+        code = _run_python_command(command)
+        _join_threads_started_since(threads_before)
+    for function, args, kwargs in reversed(handlers):
+        try:
+            function(*args, **kwargs)
+        except Exception:
+            print(f"Exception ignored in atexit callback: {function!r}", file=sys.stderr)
+            traceback.print_exc()
+    return code
 
 
 def _join_threads_started_since(before: set[threading.Thread]) -> None:
@@ -1214,7 +1362,7 @@ class _Zygote:
         self.children.clear()
 
     def _run_child(self, message: dict[str, Any], output_fd: int, zygote_pid: int) -> int:
-        """Become the job's process; return its exit status (runs in the forked child)."""
+        """Become the job's process and return its exit status (runs in the forked child)."""
         os.setpgid(0, 0)
         _exit_with_parent(zygote_pid)
         signal.set_wakeup_fd(-1)
@@ -1250,7 +1398,7 @@ class _Zygote:
 
 
 def _train_in_process() -> int:
-    """Run `python -m sagemaker_training.cli.train` in this process; return its exit status.
+    """Run `python -m sagemaker_training.cli.train` in this process and return its exit status.
 
     This is the toolkit's own `trainer.train()`: it reads the config files, downloads and
     extracts `sagemaker_submit_directory` into the code folder, sets the `SM_*` variables,
@@ -1288,7 +1436,7 @@ def _run_user_script_in_process() -> None:
     """
     from inspect import isclass
 
-    from sagemaker_training import errors, process
+    from sagemaker_training import environment, errors, process
 
     original_run = process.ProcessRunner.run
     original_check_error = process.check_error
@@ -1310,17 +1458,35 @@ def _run_user_script_in_process() -> None:
         **kwargs: Any,
     ) -> Any:
         command = None
-        if getattr(inside_runner, "active", False) and cmd and cmd[0] == process.python_executable():
+        if (
+            getattr(inside_runner, "active", False)
+            and cmd
+            and cmd[0] == process.python_executable()
+        ):
             with contextlib.suppress(ValueError):
                 command = _parse_python_command(list(cmd[1:]))
         if command is None:
             return original_check_error(
-                cmd, error_classes, processes_per_host, cwd=cwd, capture_error=capture_error, **kwargs
+                cmd,
+                error_classes,
+                processes_per_host,
+                cwd=cwd,
+                capture_error=capture_error,
+                **kwargs,
             )
 
-        os.chdir(cwd or environment_code_dir())
-        return_code = _run_python_command(command)
-        _flush_standard_streams()
+        os.chdir(cwd or environment.code_dir)
+        # The script starts with the root logger of a new interpreter, not the toolkit's.
+        root = logging.getLogger()
+        toolkit_handlers, toolkit_level = list(root.handlers), root.level
+        root.handlers.clear()
+        root.setLevel(logging.WARNING)
+        try:
+            return_code = _run_like_process(command, _install_prefixes())
+        finally:
+            _flush_standard_streams()
+            root.handlers[:] = toolkit_handlers
+            root.setLevel(toolkit_level)
         if return_code:
             # The same choice of error class as check_error makes when it captured no stderr.
             names = process.process_error_classes(error_classes)
@@ -1328,14 +1494,11 @@ def _run_user_script_in_process() -> None:
             error_class = getattr(
                 errors, next((name for name in names if name in internal), "ExecuteUserScriptError")
             )
-            info = "OutOfMemory: Process killed by SIGKILL (signal 9)" if return_code == 137 else None
+            info = (
+                "OutOfMemory: Process killed by SIGKILL (signal 9)" if return_code == 137 else None
+            )
             raise error_class(cmd=" ".join(cmd), return_code=return_code, output=None, info=info)
         return subprocess.CompletedProcess(cmd, return_code)
-
-    def environment_code_dir() -> str:
-        from sagemaker_training import environment
-
-        return environment.code_dir
 
     process.ProcessRunner.run = run
     process.check_error = check_error
@@ -1346,8 +1509,10 @@ def _run_user_script_in_process() -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _serve_spark(sock: socket.socket) -> None:
+def _serve_spark(sock: socket.socket, warm_up: bool) -> None:
     host = _SparkJobHost()
+    if warm_up:
+        host.warm_up()
     _send_message(sock, {"op": "ready", "pid": os.getpid()})
     with sock.makefile("rb") as reader:
         for raw in reader:
@@ -1359,13 +1524,11 @@ def _serve_spark(sock: socket.socket) -> None:
                 code, broken = host.run_job(message)
                 _flush_standard_streams()
                 os.write(1, f"{_END_MARK}{message['id']}\x00\n".encode())
-                _send_message(sock, {"op": "exited", "id": message["id"], "code": code, "broken": broken})
+                _send_message(
+                    sock, {"op": "exited", "id": message["id"], "code": code, "broken": broken}
+                )
                 if broken:
                     break
-    # os._exit skips interpreter shutdown, which can hang on a dead JVM. The JVM exits when
-    # its stdin, a pipe from this process, closes.
-    _flush_standard_streams()
-    os._exit(0)
 
 
 class _SparkJobHost:
@@ -1379,7 +1542,9 @@ class _SparkJobHost:
 
     NOTE: a job still shares with later jobs whatever it changes in modules that stay loaded
     (NumPy, pandas, PySpark and other installed packages), the SparkContext's configuration
-    and the Python hash seed, none of which a cold process would share.
+    and the Python hash seed, none of which a cold process would share. A script that calls
+    `SparkContext(...)` itself fails with PySpark's "Cannot run multiple SparkContexts",
+    while `SparkContext.getOrCreate()` and `SparkSession.builder` work.
     """
 
     def __init__(self) -> None:
@@ -1408,12 +1573,22 @@ class _SparkJobHost:
             .getOrCreate()
         )
         self.context = self.session.sparkContext
-        self.log_level = self._root_log_level()
+        self.log_level_changed = False
         self.install_prefixes = _install_prefixes()
         self.baseline_modules = set(sys.modules)
         self.hadoop_defaults: dict[str, str | None] = {}
         self.original_context_stop = SparkContext.stop
+        self.original_set_log_level = SparkContext.setLogLevel
         self._patch_pyspark()
+
+    def warm_up(self) -> None:
+        """Run a query and a reset once, so that the JVM has loaded and compiled their code
+        before the first job, which would otherwise take seconds longer than later ones."""
+        session = self.session.newSession()
+        self._install_session(session)
+        numbers = session.range(10)
+        numbers.groupBy((numbers.id % 2).alias("parity")).count().collect()
+        self._reset_spark(session)
 
     # -- PySpark patches ----------------------------------------------------------------------
 
@@ -1426,9 +1601,16 @@ class _SparkJobHost:
         self.session_class.stop = ignore_stop  # type: ignore[method-assign]
         self.context_class.stop = ignore_stop  # type: ignore[method-assign]
 
+        host = self
+
+        def set_log_level(context: Any, level: str) -> None:
+            host.log_level_changed = True
+            host.original_set_log_level(context, level)
+
+        self.context_class.setLogLevel = set_log_level  # type: ignore[method-assign]
+
         builder_class = self.session_class.Builder
         original_get_or_create = builder_class.getOrCreate
-        host = self
 
         def get_or_create(builder: Any) -> Any:
             session = original_get_or_create(builder)
@@ -1441,14 +1623,14 @@ class _SparkJobHost:
     def apply_builder_options(self, session: Any, options: dict[str, str]) -> None:
         """Apply what a running SparkContext can take of a job's builder options.
 
-        NOTE: `getOrCreate()` on an existing session (PySpark 3.5) sets every option that is
-        not a static SQL configuration on the session. Runtime SQL options, such as
-        spark.sql.shuffle.partitions and spark.sql.session.timeZone, take effect. Static SQL
-        options and SparkContext options (spark.executor.memory, spark.serializer, ...) keep
-        the warm context's values, and Spark logs "Using an existing Spark session". This
-        host also copies `spark.hadoop.*` options into the context's Hadoop configuration,
-        restored after the job, and prints the options that did not take effect.
-        spark.app.name stays that of the warm context without a message.
+        NOTE: on an existing session, `getOrCreate()` (PySpark 3.5) applies only runtime SQL
+        options, such as spark.sql.shuffle.partitions. Static SQL and SparkContext options
+        (spark.executor.memory, spark.serializer, ...) keep the warm context's values.
+
+        Spark then logs "Using an existing Spark session". This host also copies the
+        `spark.hadoop.*` options into the context's Hadoop configuration until the job ends,
+        and prints the other options that did not take effect. spark.app.name is left out of
+        that message.
         """
         hadoop = self.context._jsc.hadoopConfiguration()
         context_conf = self.context.getConf()
@@ -1466,7 +1648,7 @@ class _SparkJobHost:
         if ignored:
             print(
                 "warm Spark worker: the running SparkContext keeps its own values of "
-                f"{', '.join(ignored)}; these builder options take effect only in a cold run",
+                f"{', '.join(ignored)}. These builder options take effect only in a cold run",
                 file=sys.stderr,
                 flush=True,
             )
@@ -1474,14 +1656,14 @@ class _SparkJobHost:
     # -- jobs ---------------------------------------------------------------------------------
 
     def run_job(self, message: dict[str, Any]) -> tuple[int, bool]:
-        """Run one job; return its exit status and whether this worker must be replaced."""
+        """Run one job. Returns its exit status and whether this worker must be replaced."""
         command = _parse_python_command(message["argv"][1:])
         saved = _ProcessState.capture()
-        threads_before = set(threading.enumerate())
-        job_session = self.session.newSession()
+        job_session = None
         code, broken = 1, False
         try:
             self._drop_job_modules()
+            job_session = self.session.newSession()
             self._install_session(job_session)
             os.environ.clear()
             os.environ.update(message["env"])
@@ -1489,31 +1671,33 @@ class _SparkJobHost:
             os.chdir(message["cwd"])
             importlib.invalidate_caches()
             _reseed_random_generators()
-            with warnings.catch_warnings(), _collect_job_exit_handlers(self.install_prefixes) as handlers:
-                code = _run_python_command(command)
-                _join_threads_started_since(threads_before)
-                for function, args, kwargs in reversed(handlers):
-                    try:
-                        function(*args, **kwargs)
-                    except Exception:
-                        print("Exception ignored in atexit callback", function, file=sys.stderr)
-                        traceback.print_exc()
+            with warnings.catch_warnings():
+                code = _run_like_process(command, self.install_prefixes)
         except BaseException:
             traceback.print_exc()
-            print("warm Spark worker: the error above is in the worker, not in the job", file=sys.stderr)
+            print(
+                "warm Spark worker: the error above is in the worker, not in the job",
+                file=sys.stderr,
+            )
             broken = True
         finally:
             _flush_standard_streams()
             try:
-                saved.restore()
-                self._reset_spark(job_session)
+                # Modules first: loggers named after a dropped module are reset with them.
                 self._drop_job_modules()
+                saved.restore()
+                if job_session is not None:
+                    self._reset_spark(job_session)
             except BaseException:
                 traceback.print_exc()
-                print("warm Spark worker: failed to reset the worker after the job", file=sys.stderr)
+                print(
+                    "warm Spark worker: failed to reset the worker after the job", file=sys.stderr
+                )
                 broken = True
         if not broken and not self._is_healthy():
-            print("warm Spark worker: the SparkContext is stopped or its JVM is gone", file=sys.stderr)
+            print(
+                "warm Spark worker: the SparkContext is stopped or its JVM is gone", file=sys.stderr
+            )
             broken = True
         _flush_standard_streams()
         return code, broken
@@ -1528,12 +1712,14 @@ class _SparkJobHost:
 
     def _reset_spark(self, job_session: Any) -> None:
         catalog = job_session.catalog
-        for table in catalog.listTables():
-            if table.isTemporary and not table.database:
-                catalog.dropTempView(table.name)
+        # Listing global_temp also lists the session's own temporary views.
         for table in catalog.listTables("global_temp"):
-            if table.isTemporary and table.database == "global_temp":
+            if not table.isTemporary:
+                continue
+            if table.database == "global_temp":
                 catalog.dropGlobalTempView(table.name)
+            else:
+                catalog.dropTempView(table.name)
         self.session.catalog.clearCache()
         for rdd in list(self.context._jsc.getPersistentRDDs().values()):
             rdd.unpersist()
@@ -1544,7 +1730,11 @@ class _SparkJobHost:
             else:
                 hadoop.set(name, value)
         self.hadoop_defaults.clear()
-        self.context.setLogLevel(self.log_level)
+        if self.log_level_changed:
+            # PySpark starts an application at WARN ("Setting default log level to WARN"),
+            # while log4j's root logger reports INFO, so the level is not read back from log4j.
+            self.original_set_log_level(self.context, _SPARK_DEFAULT_LOG_LEVEL)
+            self.log_level_changed = False
         for key in ("spark.job.description", "spark.jobGroup.id", "spark.scheduler.pool"):
             self.context.setLocalProperty(key, None)  # type: ignore[arg-type]
         self._install_session(self.session)
@@ -1557,8 +1747,10 @@ class _SparkJobHost:
         for name, module in list(sys.modules.items()):
             if name in self.baseline_modules or module is None:
                 continue
-            file = getattr(module, "__file__", None)
-            paths = [file] if file else list(getattr(module, "__path__", None) or [])
+            # vars() and not getattr(), which would load a lazily loaded module.
+            attributes = vars(module) if hasattr(module, "__dict__") else {}
+            file = attributes.get("__file__")
+            paths = [file] if file else list(attributes.get("__path__") or [])
             if paths and not all(_is_installed_path(path, self.install_prefixes) for path in paths):
                 del sys.modules[name]
         importlib.invalidate_caches()
@@ -1570,13 +1762,6 @@ class _SparkJobHost:
             return java_context is not None and not java_context.sc().isStopped()
         except Exception:
             return False
-
-    def _root_log_level(self) -> str:
-        try:
-            logger = self.context._jvm.org.apache.logging.log4j.LogManager.getRootLogger()
-            return str(logger.getLevel().toString())
-        except Exception:
-            return "WARN"
 
     def shut_down(self) -> None:
         try:
@@ -1608,11 +1793,13 @@ def _collect_job_exit_handlers(
         handlers[:] = [handler for handler in handlers if handler[0] != function]
         original_unregister(function)
 
-    atexit.register, atexit.unregister = register, unregister  # type: ignore[assignment]
+    atexit.register = register  # type: ignore[assignment]
+    atexit.unregister = unregister  # type: ignore[assignment]
     try:
         yield handlers
     finally:
-        atexit.register, atexit.unregister = original_register, original_unregister  # type: ignore[assignment]
+        atexit.register = original_register  # type: ignore[assignment]
+        atexit.unregister = original_unregister  # type: ignore[assignment]
 
 
 _SAVED_SIGNALS = tuple(
@@ -1650,7 +1837,7 @@ class _ProcessState:
     @classmethod
     def capture(cls) -> _ProcessState:
         loggers = {"": _capture_logger(logging.root)}
-        for name, logger in logging.root.manager.loggerDict.items():
+        for name, logger in list(logging.root.manager.loggerDict.items()):
             if isinstance(logger, logging.Logger):
                 loggers[name] = _capture_logger(logger)
         return cls(
@@ -1690,9 +1877,9 @@ class _ProcessState:
         self._restore_loggers()
 
     def _restore_loggers(self) -> None:
-        """Undo the job's logging set-up; keep loggers of installed packages it imported."""
+        """Undo the job's logging set-up, except on loggers of installed packages it imported."""
         current = {"": logging.root}
-        for name, logger in logging.root.manager.loggerDict.items():
+        for name, logger in list(logging.root.manager.loggerDict.items()):
             if isinstance(logger, logging.Logger):
                 current[name] = logger
         for name, logger in current.items():
