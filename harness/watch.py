@@ -80,7 +80,12 @@ def metrics_table(previous: dict[str, float], current: dict[str, float]) -> Tabl
         before, after = previous.get(name), current.get(name)
         if before is not None and after is not None:
             delta = after - before
-            style = "green" if delta > 0 else "red" if delta < 0 else "dim"
+            if delta > 0:
+                style = "green"
+            elif delta < 0:
+                style = "red"
+            else:
+                style = "dim"
             change = f"[{style}]{delta:+.4f}[/{style}]"
         else:
             change = ""
@@ -118,8 +123,7 @@ class Watcher:
         try:
             config = self.load()
         except HarnessError as error:
-            self.console.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
-            self.console.print("[dim]Watching; fix the file and save it again.[/dim]")
+            self._report(error)
             return None
         if self.aws is None:
             from harness.local.pipeline import workspace_of
@@ -128,8 +132,7 @@ class Watcher:
         try:
             record = self.run_pipeline(config, self.aws, self.launcher)
         except HarnessError as error:
-            self.console.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
-            self.console.print("[dim]Watching; fix the file and save it again.[/dim]")
+            self._report(error)
             return None
         self.reruns += 1
         current = collect_metrics(record)
@@ -143,6 +146,10 @@ class Watcher:
             "(Ctrl-C to stop)[/dim]"
         )
         return record
+
+    def _report(self, error: HarnessError) -> None:
+        self.console.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
+        self.console.print("[dim]Watching; fix the file and save it again.[/dim]")
 
     def loop(self) -> None:
         config = self.load()

@@ -3,7 +3,7 @@
 A job's cache key hashes the content of its code (the step's folder and every local module
 it imports), its resolved configuration, the digests of its inputs and the harness version.
 Job names, run ids and timestamps never enter it. An entry lists the digest of every file
-the job wrote; a hit is served only after each file in the workspace's S3 copy is found
+the job wrote. A hit is served only after each file in the workspace's S3 copy is found
 and matches its digest, so a deleted or corrupted artifact is recomputed, never served.
 
 Entries are written after the job's outputs are stored, by an atomic rename, so an
