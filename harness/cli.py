@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -23,6 +24,8 @@ logger = logging.getLogger("harness")
 EXIT_JOB_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+# 128 + SIGPIPE, what a shell reports for a program whose output pipe closed.
+EXIT_BROKEN_PIPE = 141
 
 
 def _add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -374,6 +377,9 @@ def command_models(args: argparse.Namespace, console: Console) -> int:
                 package = aws.sagemaker.describe_model_package(
                     ModelPackageName=summary["ModelPackageArn"]
                 )
+                # boto3's HTTP details and moto's placeholder user profile say nothing here.
+                package.pop("ResponseMetadata", None)
+                package.pop("CreatedBy", None)
                 package["ModelPackageGroupName"] = group["ModelPackageGroupName"]
                 package["run_id"] = package.get("CustomerMetadataProperties", {}).get("run_id", "")
                 statistics = (
@@ -419,6 +425,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as error:
         console.print(f"[bold red]error:[/bold red] {escape(str(error))}", soft_wrap=True)
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader of the output went away (`| head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         console.print(
             "[yellow]Interrupted.[/yellow] Finished steps keep their outputs in the workspace."
