@@ -48,6 +48,29 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_fixtures_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fixtures",
+        type=Path,
+        default=Path("fixtures/fixtures.ini"),
+        metavar="FILE",
+        help="override file that points the run at small data (default: fixtures/fixtures.ini)",
+    )
+
+
+def _fixtures_file(args: argparse.Namespace, alternative: str) -> Path:
+    """Return the --fixtures file, relative to the base configuration's folder."""
+    fixtures = args.fixtures
+    if not fixtures.is_absolute():
+        fixtures = args.config.resolve().parent / fixtures
+    if not fixtures.exists():
+        raise HarnessError(
+            f"--fixtures {args.fixtures}: file not found. Fix: pass the override file that "
+            f"points the pipeline at small data, or use {alternative}."
+        )
+    return fixtures
+
+
 def _add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
@@ -122,13 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(check)
     _add_output_options(check)
-    check.add_argument(
-        "--fixtures",
-        type=Path,
-        default=Path("fixtures/fixtures.ini"),
-        metavar="FILE",
-        help="override file that points the run at the fixtures (default: fixtures/fixtures.ini)",
-    )
+    _add_fixtures_option(check)
     check.add_argument("--no-run", action="store_true", help="only validate and check; run no job")
 
     watch = commands.add_parser(
@@ -136,13 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(watch)
     _add_output_options(watch)
-    watch.add_argument(
-        "--fixtures",
-        type=Path,
-        default=Path("fixtures/fixtures.ini"),
-        metavar="FILE",
-        help="override file that points the run at small data (default: fixtures/fixtures.ini)",
-    )
+    _add_fixtures_option(watch)
     watch.add_argument(
         "--full-data",
         action="store_true",
@@ -291,12 +302,7 @@ def command_check(args: argparse.Namespace, console: Console) -> int:
     console.print(f"step contracts: {', '.join(config.pipeline.steps)} pass")
     if args.no_run:
         return 0
-    fixtures = args.fixtures if args.fixtures.is_absolute() else config.project_root / args.fixtures
-    if not fixtures.exists():
-        raise HarnessError(
-            f"--fixtures {args.fixtures}: file not found. Fix: pass the override file that "
-            "points the pipeline at small fixture data, or use --no-run."
-        )
+    fixtures = _fixtures_file(args, "--no-run")
     args.extra_files = [*args.extra_files, fixtures]
     args.use_cache, args.rerun_from = True, None
     console.print(
@@ -314,15 +320,7 @@ def command_watch(args: argparse.Namespace, console: Console) -> int:
 
     extra_files = list(args.extra_files)
     if not args.full_data:
-        fixtures = args.fixtures
-        if not fixtures.is_absolute():
-            fixtures = args.config.resolve().parent / fixtures
-        if not fixtures.exists():
-            raise HarnessError(
-                f"--fixtures {args.fixtures}: file not found. Fix: pass the override file that "
-                "points the pipeline at small data, or use --full-data."
-            )
-        extra_files.append(fixtures)
+        extra_files.append(_fixtures_file(args, "--full-data"))
 
     def load():  # type: ignore[no-untyped-def]
         config = load_config(args.config, extra_files, args.overrides, use_local=args.use_local)

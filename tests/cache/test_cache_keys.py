@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from harness.config import load_config
 from harness.local.cache import StepCache
 from harness.local.pipeline import LocalRunner
 from harness.plan.build import build_plan
+from tests.support.project import copy_project
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_DIGESTS = {
@@ -25,11 +25,7 @@ FAKE_DIGESTS = {
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A copy of the repository's configuration, steps and fixtures that a test may edit."""
-    shutil.copy(REPO / "config.ini", tmp_path / "config.ini")
-    ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(REPO / "steps", tmp_path / "steps", ignore=ignore)
-    shutil.copytree(REPO / "fixtures", tmp_path / "fixtures", ignore=ignore)
-    return tmp_path
+    return copy_project(tmp_path)
 
 
 def keys(project: Path, run_id: str, *overrides: str) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support.project import copy_project
 
 pytestmark = pytest.mark.slow
 
@@ -45,11 +44,8 @@ class Output:
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    shutil.copy(REPO / "config.ini", tmp_path / "config.ini")
-    ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(REPO / "steps", tmp_path / "steps", ignore=ignore)
-    shutil.copytree(REPO / "fixtures", tmp_path / "fixtures", ignore=ignore)
-    return tmp_path
+    """A copy of the repository's configuration, steps and fixtures that a test may edit."""
+    return copy_project(tmp_path)
 
 
 @pytest.mark.parametrize("mode", ["--cold", "--warm"])

@@ -1,0 +1,16 @@
+"""A copy of the project (configuration, steps, fixtures) that a test may edit."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def copy_project(target: Path) -> Path:
+    shutil.copy(REPO / "config.ini", target / "config.ini")
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(REPO / "steps", target / "steps", ignore=ignore)
+    shutil.copytree(REPO / "fixtures", target / "fixtures", ignore=ignore)
+    return target
