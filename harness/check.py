@@ -118,7 +118,17 @@ def check_steps(config: Config, run_id: str = "check") -> list[CheckProblem]:
     if train is not None and "train" in code_files:
         problems += check_metric_definitions(config, train, code_files["train"])
     evaluate = config.steps.get("evaluate")
-    if config.condition is not None and evaluate is not None and "evaluate" in code_files:
+    evaluate_parses = not any(
+        "evaluate" in problem.step and problem.message.startswith("syntax error")
+        for problem in problems
+    )
+    # A file that does not parse hides evaluation.json's keys: its syntax error says it all.
+    if (
+        config.condition is not None
+        and evaluate is not None
+        and "evaluate" in code_files
+        and evaluate_parses
+    ):
         problems += check_condition_path(config, code_files["evaluate"])
     return _merge_repeats(problems)
 
@@ -329,8 +339,8 @@ def read_accepted_options(
         last_lines = " | ".join(result.stderr.strip().splitlines()[-3:]) or "no error output"
         raise HelpError(
             f"`{script.name} --help` failed with exit status {result.returncode}: {last_lines}",
-            "make the script parse its arguments with argparse before any other work, so that "
-            "--help prints the options and exits with status 0",
+            "fix the error above; the script must reach its argparse parser without doing "
+            "other work first, so that --help prints the options and exits with status 0",
         )
     options = parse_help_options(result.stdout)
     if not options:

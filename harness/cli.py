@@ -207,9 +207,13 @@ def command_run(args: argparse.Namespace, console: Console) -> int:
     plan = build_plan(config, new_run_id())
     planned_steps = [job.step for job in plan.jobs]
     if args.rerun_from is not None and args.rerun_from not in planned_steps:
+        import difflib
+
+        close = difflib.get_close_matches(args.rerun_from, planned_steps, n=1)
+        hint = f'did you mean "{close[0]}"? ' if close else ""
         raise HarnessError(
             f"--from {args.rerun_from}: not a step of this run. "
-            f"Fix: use one of {', '.join(planned_steps)}."
+            f"Fix: {hint}use one of {', '.join(planned_steps)}."
         )
     events = ConsoleEvents(console, output=args.output)
     console.print(

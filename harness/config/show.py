@@ -19,7 +19,8 @@ def render_config(config: Config, with_origin: bool) -> str:
     if with_origin:
         blocks.append(
             "# Effective configuration. The comment after each value names its source.\n"
-            "# The loader reads no comments after values, so load only output without origins."
+            "# harness would read those comments as part of the values: to save a configuration\n"
+            "# to load again, use `harness config show` without --origin."
         )
     for section, keys in config.effective().items():
         settings = [

@@ -418,7 +418,8 @@ class LocalRunner:
         decided = {**job.request, "ModelApprovalStatus": request["ModelApprovalStatus"]}
         neutral = json.loads(json.dumps(decided).replace(self.plan.run_id, "<run-id>"))
         key = cache_key("register", "", neutral, self._input_digests("register"))
-        entry = self.cache.lookup("register", key) if self.use_cache else None
+        reuse = self.use_cache and "register" not in self.forced
+        entry = self.cache.lookup("register", key) if reuse else None
         if entry is not None and journal_contains(
             self.workspace, "CreateModelPackage", entry.extra.get("request_digest", "")
         ):

@@ -65,12 +65,13 @@ def print_run_summary(console: Console, record: RunRecord) -> None:
         console.print(f"  model package: {record.model_package_arn}", soft_wrap=True)
 
     workspace = Path(record.workspace)
+    # Steps served from the cache keep the outputs of the run that made them.
     run_prefixes = sorted(
         {
-            uri.split(f"/runs/{record.run_id}/")[0] + f"/runs/{record.run_id}/"
+            _run_prefix(uri)
             for outcome in record.steps
             for uri in outcome.outputs.values()
-            if f"/runs/{record.run_id}/" in uri
+            if "/runs/" in uri
         }
     )
     for prefix in run_prefixes:
@@ -80,6 +81,12 @@ def print_run_summary(console: Console, record: RunRecord) -> None:
         )
     console.print(f"  job folders and logs: {workspace / 'jobs'}", soft_wrap=True)
     console.print(f"  run record: {workspace / 'runs' / (record.run_id + '.json')}", soft_wrap=True)
+
+
+def _run_prefix(uri: str) -> str:
+    """Return `s3://.../runs/<run id>/` of an output URI."""
+    head, _, rest = uri.partition("/runs/")
+    return f"{head}/runs/{rest.split('/')[0]}/"
 
 
 def print_evaluation(console: Console, evaluation: dict[str, Any]) -> None:
