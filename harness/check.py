@@ -122,7 +122,7 @@ def check_steps(config: Config, run_id: str = "check") -> list[CheckProblem]:
         "evaluate" in problem.step and problem.message.startswith("syntax error")
         for problem in problems
     )
-    # A file that does not parse hides evaluation.json's keys: its syntax error says it all.
+    # A file that does not parse hides evaluation.json's keys, and its syntax error is reported.
     if (
         config.condition is not None
         and evaluate is not None

@@ -1,6 +1,6 @@
 """The embedded AWS: a moto server on 127.0.0.1 serving S3 and the SageMaker API.
 
-moto keeps its state in memory only, so the workspace holds the durable copy: every S3
+moto keeps its state in memory only, so the workspace keeps the durable copy: every S3
 object harness writes is mirrored under `<workspace>/s3/<bucket>/<key>`, and every
 control-plane call (jobs, model package groups, model packages) is appended to
 `<workspace>/control-plane.jsonl`. Starting the server replays both, so a new run sees the

@@ -1,6 +1,6 @@
 """Run one SageMaker training or processing job as local processes.
 
-Each instance of a job gets its own folder that stands in for the container's `/opt/ml`
+Each instance of a job gets its own folder in place of the container's `/opt/ml`
 (path remapping, which works on Linux and macOS alike):
 
     <workspace>/jobs/<job-name>/<host>/opt/ml/...
@@ -42,7 +42,7 @@ LineSink = Callable[[str, str], None]
 
 @dataclass
 class JobResult:
-    """What a finished job left: its status, reason, metrics and log."""
+    """The outcome of a finished job: its status, reason, metrics and log."""
 
     name: str
     status: str  # Completed | Failed | Stopped
@@ -510,8 +510,8 @@ def run_processing_job(
     """Run a CreateProcessingJob request, one process per instance.
 
     The container's entry point (`ContainerEntrypoint`) is a launcher and a script inside
-    `/opt/ml/processing/...`; locally the script runs under this Python, which carries the
-    same libraries as the image (PySpark runs in local mode).
+    `/opt/ml/processing/...`. Locally the script runs under this Python, which carries the same
+    libraries as the image, and PySpark runs in local mode.
     """
     name = request["ProcessingJobName"]
     job_dir = _fresh_job_dir(aws.workspace, name)

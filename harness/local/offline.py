@@ -16,7 +16,7 @@ def telemetry_opt_out_file(workspace: Path) -> Path:
     """Write the SageMaker SDK user configuration that turns its telemetry off.
 
     The SDK (v2 and v3) sends a telemetry request to an S3 host on every job, and
-    AWS_ENDPOINT_URL does not redirect it; this file, named by
+    AWS_ENDPOINT_URL does not redirect it. This file, named by
     SAGEMAKER_USER_CONFIG_OVERRIDE, is its documented opt-out.
     """
     path = workspace / "sagemaker-user-config.yaml"

@@ -397,7 +397,7 @@ class LocalRunner:
             self.resolved["evaluate"]["evaluation"].rstrip("/") + "/evaluation.json"
         )
         if record.condition is None:
-            # Without the quality gate, a person decides, as SageMaker's default status says.
+            # Without the quality gate a person decides, which is SageMaker's default status.
             request["ModelApprovalStatus"] = "PendingManualApproval"
         elif record.condition["outcome"]:
             request["ModelApprovalStatus"] = "Approved"
@@ -480,7 +480,7 @@ def _from_result(job: PlannedJob, result: JobResult) -> StepOutcome:
 
 
 def _has_objects(aws: EmbeddedAWS, uri: str) -> bool:
-    """Return whether the prefix holds objects; a missing bucket holds none."""
+    """Return whether any object is under the prefix. A missing bucket counts as empty."""
     try:
         return bool(aws.list_objects(uri))
     except aws.s3.exceptions.NoSuchBucket:

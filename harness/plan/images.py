@@ -1,7 +1,7 @@
 """Container image URIs recorded in job requests.
 
-The local target runs step code under this Python and never pulls an image; the URIs
-make the recorded requests the ones the cloud would receive.
+The local target runs step code under this Python and never pulls an image. The URIs are
+recorded so that each request is the one the cloud would receive.
 """
 
 from __future__ import annotations

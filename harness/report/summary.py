@@ -122,7 +122,7 @@ def print_models(console: Console, packages: list[dict[str, Any]]) -> None:
         table.add_column(column, no_wrap=True)
     for package in packages:
         status = package["ModelApprovalStatus"]
-        style = "green" if status == "Approved" else "red" if status == "Rejected" else ""
+        style = {"Approved": "green", "Rejected": "red"}.get(status, "")
         ndcg = package.get("ndcg_at_10")
         table.add_row(
             f"{package['ModelPackageGroupName']}/{package.get('ModelPackageVersion', '')}",

@@ -16,6 +16,7 @@ from harness.config import load_config
 from harness.local.pipeline import LocalRunner, RunRecord
 from harness.local.processes import PROCESSES_FILE, start_time
 from harness.plan.build import build_plan
+from tests.support.project import fixture_run_arguments
 
 REPO = Path(__file__).resolve().parents[2]
 TWO_STEPS = "pipeline.steps=prepare, train"
@@ -107,15 +108,7 @@ def test_interrupted_run_leaves_nothing(tmp_path: Path) -> None:
         sys.executable,
         "-m",
         "harness.cli",
-        "run",
-        "--quiet",
-        "--no-local",
-        "--config",
-        str(REPO / "config.ini"),
-        "-c",
-        str(REPO / "fixtures" / "fixtures.ini"),
-        "--set",
-        f"pipeline.workspace={workspace}",
+        *fixture_run_arguments(workspace),
         "--set",
         TWO_STEPS,
         "--set",

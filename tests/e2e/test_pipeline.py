@@ -13,6 +13,7 @@ from harness.cli import main
 from harness.config import load_config
 from harness.local.embedded import EmbeddedAWS
 from tests.support.guard import sitecustomize as guard
+from tests.support.project import fixture_run_arguments
 
 REPO = Path(__file__).resolve().parents[2]
 GUARD = REPO / "tests" / "support" / "guard"
@@ -21,20 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def run_harness(workspace: Path, *extra: str) -> int:
-    return main(
-        [
-            "run",
-            "--quiet",
-            "--no-local",
-            "--config",
-            str(REPO / "config.ini"),
-            "-c",
-            str(REPO / "fixtures" / "fixtures.ini"),
-            "--set",
-            f"pipeline.workspace={workspace}",
-            *extra,
-        ]
-    )
+    return main([*fixture_run_arguments(workspace), *extra])
 
 
 def latest_run(workspace: Path) -> dict:

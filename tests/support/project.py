@@ -14,3 +14,18 @@ def copy_project(target: Path) -> Path:
     shutil.copytree(REPO / "steps", target / "steps", ignore=ignore)
     shutil.copytree(REPO / "fixtures", target / "fixtures", ignore=ignore)
     return target
+
+
+def fixture_run_arguments(workspace: Path) -> list[str]:
+    """Return `harness run` arguments for a quiet run on the fixtures in `workspace`."""
+    return [
+        "run",
+        "--quiet",
+        "--no-local",
+        "--config",
+        str(REPO / "config.ini"),
+        "-c",
+        str(REPO / "fixtures" / "fixtures.ini"),
+        "--set",
+        f"pipeline.workspace={workspace}",
+    ]

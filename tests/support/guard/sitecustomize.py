@@ -2,7 +2,7 @@
 
 Python imports `sitecustomize` at start-up from any folder on PYTHONPATH, so a test that
 puts this folder there guards the harness process's children (jobs, the toolkit, Spark's
-Python workers) as well; `install()` guards the test's own process. Each connection or name
+Python workers) as well. `install()` guards the test's own process. Each connection or name
 lookup for a host other than loopback is recorded in the log file and then fails, before
 anything is sent.
 """
