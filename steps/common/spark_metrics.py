@@ -11,8 +11,6 @@ from __future__ import annotations
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from .metrics import METRIC_NAMES
-
 NDCG_CUTOFFS = (1, 5, 10)
 
 
@@ -95,14 +93,3 @@ def query_metrics_frame(
         .alias("map")
     )
     return per_query.select(*columns)
-
-
-def summarize(per_query: DataFrame, keys: tuple[str, ...] = ()) -> list:
-    """Return rows with `<metric>_mean` and `<metric>_std` (population) over queries."""
-    aggregates = []
-    for name in METRIC_NAMES:
-        aggregates.append(F.mean(name).alias(f"{name}_mean"))
-        aggregates.append(F.stddev_pop(name).alias(f"{name}_std"))
-    aggregates.append(F.count("*").alias("queries"))
-    grouped = per_query.groupBy(*keys) if keys else per_query.groupBy()
-    return grouped.agg(*aggregates).collect()

@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import csv  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
+import statistics  # noqa: E402
 import time  # noqa: E402
 
 from common import contract  # noqa: E402
@@ -26,6 +27,9 @@ from common.contract import StepError  # noqa: E402
 from common.metrics import METRIC_NAMES  # noqa: E402
 
 log = logging.getLogger("evaluate")
+
+# The rankings compared: the model's scores and the two baselines.
+SCORERS = ("model", "random", "best_single_feature")
 
 
 def parse_arguments(argv=None):
@@ -83,25 +87,41 @@ def read_parquet_folder(spark, folder, description):
     return spark.read.parquet(*paths)
 
 
-def check_predictions(predictions):
-    """Raise StepError for missing or non-finite scores and for rows scored twice."""
+def check_predictions(predictions, folder):
+    """Return the number of features per row, after checking the predictions in one pass.
+
+    Raises StepError for no rows, a missing or non-finite score, a document scored twice
+    and rows whose feature lists differ in length.
+    """
     from pyspark.sql import functions as F
 
-    invalid = predictions.filter(
-        F.col("score").isNull()
-        | F.isnan("score")
-        | F.col("score").isin(float("inf"), float("-inf"))
-    ).count()
-    if invalid:
-        raise StepError(f"{invalid} predictions have a missing, NaN or infinite score")
-    duplicates = predictions.groupBy("qid", "doc").count().filter(F.col("count") > 1)
-    examples = duplicates.orderBy("qid", "doc").limit(3).collect()
-    if examples:
+    score = F.col("score")
+    invalid = score.isNull() | F.isnan(score) | score.isin(float("inf"), float("-inf"))
+    totals = predictions.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.sum(invalid.cast("int")).alias("invalid"),
+        F.count_distinct("qid", "doc").alias("documents"),
+        F.min(F.size("features")).alias("fewest_features"),
+        F.max(F.size("features")).alias("most_features"),
+    ).first()
+    if totals.rows == 0:
+        raise StepError(f"the predictions in {folder} contain no rows")
+    if totals.invalid:
+        raise StepError(f"{totals.invalid} predictions have a missing, NaN or infinite score")
+    if totals.documents < totals.rows:
+        duplicates = predictions.groupBy("qid", "doc").count().filter(F.col("count") > 1)
+        examples = duplicates.orderBy("qid", "doc").limit(3).collect()
         listed = ", ".join(f"qid {row.qid} doc {row.doc}" for row in examples)
         raise StepError(
-            f"{duplicates.count()} documents appear in more than one prediction row ({listed}); "
+            f"{totals.rows - totals.documents} prediction rows repeat a document ({listed}); "
             f"was a test file given to two predict instances?"
         )
+    if totals.fewest_features != totals.most_features:
+        raise StepError(
+            f"the feature lists in {folder} have between {totals.fewest_features} and "
+            f"{totals.most_features} values; every row needs the same number"
+        )
+    return int(totals.most_features)
 
 
 def choose_best_feature(validation, relevance_threshold):
@@ -128,11 +148,15 @@ def choose_best_feature(validation, relevance_threshold):
     return int(means.position), float(means.ndcg_at_10)
 
 
-def metric_summary(row):
-    """Return {metric: {"value": mean, "standard_deviation": population std}} from a row
-    of `common.spark_metrics.summarize`."""
+def summarize(per_query_rows, scorer):
+    """Return {metric: {"value": mean, "standard_deviation": population std}} over the
+    queries of one scorer."""
+    rows = [row for row in per_query_rows if row.scorer == scorer]
     return {
-        name: {"value": float(row[f"{name}_mean"]), "standard_deviation": float(row[f"{name}_std"])}
+        name: {
+            "value": statistics.fmean(row[name] for row in rows),
+            "standard_deviation": statistics.pstdev([float(row[name]) for row in rows]),
+        }
         for name in METRIC_NAMES
     }
 
@@ -164,16 +188,13 @@ def main():
     started = time.monotonic()
 
     from common.spark import create_spark_session
-    from common.spark_metrics import query_metrics_frame, summarize
+    from common.spark_metrics import query_metrics_frame
 
     spark = create_spark_session("evaluate")
     try:
-        predictions = read_parquet_folder(spark, args.predictions_dir, "predictions").cache()
+        predictions = read_parquet_folder(spark, args.predictions_dir, "predictions")
         validation = read_parquet_folder(spark, args.validation_dir, "validation")
-        if predictions.limit(1).count() == 0:
-            raise StepError(f"the predictions in {args.predictions_dir} contain no rows")
-        check_predictions(predictions)
-        num_features = len(predictions.select("features").first().features)
+        num_features = check_predictions(predictions, args.predictions_dir)
         names = feature_names(args.schema_dir, num_features)
 
         threshold = args.relevance_threshold
@@ -183,16 +204,18 @@ def main():
         )
 
         stacked = stack_scorers(predictions, args.seed, position)
-        per_query = query_metrics_frame(
-            stacked, keys=("scorer", "qid"), relevance_threshold=threshold
-        ).cache()
-        summary_rows = {row.scorer: row for row in summarize(per_query, keys=("scorer",))}
-        summaries = {name: metric_summary(row) for name, row in summary_rows.items()}
-        queries = int(summary_rows["model"].queries)
-        per_query_rows = per_query.orderBy("qid", "scorer").collect()
+        # One Spark job gives every query's metrics; the means over a few thousand queries
+        # are computed here, which spares a second job.
+        per_query_rows = (
+            query_metrics_frame(stacked, keys=("scorer", "qid"), relevance_threshold=threshold)
+            .orderBy("qid", "scorer")
+            .collect()
+        )
     finally:
         spark.stop()
 
+    summaries = {name: summarize(per_query_rows, name) for name in SCORERS}
+    queries = sum(1 for row in per_query_rows if row.scorer == "model")
     threshold_value = int(threshold) if float(threshold).is_integer() else threshold
     evaluation = {
         "ranking_metrics": summaries["model"],

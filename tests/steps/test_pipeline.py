@@ -14,6 +14,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -311,6 +313,67 @@ def test_evaluate_writes_per_query_csv(chain):
         "best_single_feature_ndcg_at_10",
     ]
     assert len(lines) == 1 + 6
+
+
+def test_evaluate_summary_matches_per_query_rows(chain):
+    evaluation = json.loads((chain.root / "evaluation" / "evaluation.json").read_text())
+    per_query = pd.read_csv(chain.root / "evaluation" / "per_query.csv")
+    for name in ["ndcg_at_1", "ndcg_at_5", "ndcg_at_10", "mrr", "map"]:
+        entry = evaluation["ranking_metrics"][name]
+        assert entry["value"] == pytest.approx(per_query[name].mean(), abs=1e-6)
+        assert entry["standard_deviation"] == pytest.approx(per_query[name].std(ddof=0), abs=1e-6)
+    random_baseline = evaluation["baselines"]["random"]["ndcg_at_10"]["value"]
+    assert random_baseline == pytest.approx(per_query["random_ndcg_at_10"].mean(), abs=1e-6)
+
+
+def run_evaluate_on(chain, predictions: pd.DataFrame, name: str):
+    folder = chain.root / name / "predictions"
+    folder.mkdir(parents=True)
+    # The schema of predict's files, which an empty frame cannot carry by itself.
+    schema = pq.read_schema(sorted(chain.predictions.glob("*.parquet"))[0])
+    table = pa.Table.from_pandas(predictions, schema=schema, preserve_index=False)
+    pq.write_table(table, folder / "predictions-algo-1.parquet")
+    return run_step(
+        "evaluate/evaluate.py",
+        [
+            "--predictions-dir",
+            folder,
+            "--validation-dir",
+            chain.prepared / "validation",
+            "--output-dir",
+            chain.root / name / "evaluation",
+        ],
+        chain.root / name / "opt" / "ml",
+    )
+
+
+def good_predictions(chain) -> pd.DataFrame:
+    return pq.read_table(sorted(chain.predictions.glob("*.parquet"))).to_pandas()
+
+
+def test_evaluate_rejects_a_nan_score(chain):
+    predictions = good_predictions(chain)
+    predictions.loc[3, "score"] = float("nan")
+    result = run_evaluate_on(chain, predictions, "nan-score")
+    assert result.returncode != 0
+    assert "1 predictions have a missing, NaN or infinite score" in result.stderr
+    assert not (chain.root / "nan-score" / "evaluation" / "evaluation.json").exists()
+
+
+def test_evaluate_rejects_a_document_scored_twice(chain):
+    predictions = good_predictions(chain)
+    repeated = pd.concat([predictions, predictions.iloc[[0]]], ignore_index=True)
+    result = run_evaluate_on(chain, repeated, "scored-twice")
+    assert result.returncode != 0
+    first = predictions.iloc[0]
+    assert "1 prediction rows repeat a document" in result.stderr
+    assert f"qid {first.qid} doc {first.doc}" in result.stderr
+
+
+def test_evaluate_rejects_empty_predictions(chain):
+    result = run_evaluate_on(chain, good_predictions(chain).iloc[0:0], "no-rows")
+    assert result.returncode != 0
+    assert "contain no rows" in result.stderr
 
 
 def test_package_archive_layout(chain):
