@@ -6,7 +6,8 @@ Run from the repository root with the project's environment:
 
 It copies the project into a temporary folder, starts `harness watch` there (warm unless
 --cold) and times, for each scripted edit, the interval from the file write to the end of the
-rerun's metrics table. It also times `harness run` with nothing changed, and the naive loop:
+rerun's metrics table. Each edit appends a statement, so the step's code really changes.
+It also times `harness run` with nothing changed, and the naive loop:
 `harness run --no-cache` with cold processes, every step a fresh process with full imports,
 which is what SageMaker's local mode does at best before Docker's own cost. The results are
 printed as a Markdown table for docs/benchmarks.md.
@@ -84,13 +85,16 @@ def copy_project(target: Path) -> Path:
 
 
 def time_edits(watch: Watch, path: Path, edits: int, done_so_far: int) -> list[float]:
-    """Append a distinct comment to `path` `edits` times; return each edit-to-metrics time."""
+    """Append a distinct statement to `path` `edits` times; return each edit-to-metrics time.
+
+    The statement changes the module's code, not only its text, as a real edit does.
+    """
     timings = []
     original = path.read_text()
     for number in range(1, edits + 1):
         time.sleep(1.0)  # Let the watcher settle, as between a person's saves.
         started = time.perf_counter()
-        path.write_text(original + f"\n# benchmark edit {number}\n")
+        path.write_text(original + f"\nBENCHMARK_EDIT = {number}\n")
         finished = watch.wait_done(done_so_far + number, timeout=600)
         timings.append(finished - started)
     return timings

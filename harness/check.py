@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import os
 import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from harness.errors import HarnessError
 from harness.local.cache import canonical_digest
 from harness.plan import build
 from harness.plan.build import PlannedJob, build_plan, code_bundle
-from harness.plan.code import step_code_files
+from harness.plan.code import parse_python_file, step_code_files
 
 # `--help` of each of the five reference steps took 0.04 to 0.15 s on a 2-core Linux machine
 # (evaluate the longest, because it imports numpy), since they parse their arguments before
@@ -201,7 +202,7 @@ def check_syntax(config: Config, step: StepConfig, files: Iterable[Path]) -> lis
     problems = []
     for path in _python_files(files):
         try:
-            ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            parse_python_file(path)
         except SyntaxError as error:
             message = f"syntax error: {error.msg}"
             fix = (
@@ -257,14 +258,19 @@ def check_imports(config: Config, step: StepConfig, files: Iterable[Path]) -> li
     return problems
 
 
-def _absolute_imports(tree: ast.AST) -> Iterator[tuple[int, str]]:
-    """Yield (line, dotted module name) for each absolute import in ``tree``."""
+@functools.cache
+def _absolute_imports(tree: ast.AST) -> tuple[tuple[int, str], ...]:
+    """Return (line, dotted module name) for each absolute import in ``tree``.
+
+    Trees hash by identity, and parse_python_file returns the same tree for the same bytes.
+    """
+    found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield node.lineno, alias.name
+            found.extend((node.lineno, alias.name) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            yield node.lineno, node.module
+            found.append((node.lineno, node.module))
+    return tuple(found)
 
 
 def _is_own_module(own_folder: Path, root: Path, name: str) -> bool:
@@ -825,7 +831,7 @@ def _python_files(files: Iterable[Path]) -> list[Path]:
 def _parse_or_none(path: Path) -> ast.Module | None:
     """Parse ``path``, or return None for a file that check_syntax reports."""
     try:
-        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        return parse_python_file(path)
     except (SyntaxError, ValueError):
         return None
 

@@ -9,14 +9,17 @@ buckets and the registry that earlier runs left.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,13 @@ ACCOUNT_ID = "123456789012"
 
 # Names of files being written into the S3 mirror; an interrupted write leaves one behind.
 PARTIAL_PREFIX = ".partial-"
+
+# Transfers to and from the server that run at once. On loopback, a transfer of a small
+# file is mostly request latency, so overlapping them is what makes many files fast.
+PARALLEL_TRANSFERS = 8
+
+# Files up to this size go in one PutObject request; larger ones use boto3's multipart upload.
+SINGLE_REQUEST_BYTES = 16 * 1024 * 1024
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -93,7 +103,9 @@ class EmbeddedAWS:
             region_name=self.region,
             aws_access_key_id=FAKE_ACCESS_KEY_ID,
             aws_secret_access_key=FAKE_SECRET_ACCESS_KEY,
-            config=botocore.config.Config(retries={"max_attempts": 2}),
+            config=botocore.config.Config(
+                retries={"max_attempts": 2}, max_pool_connections=PARALLEL_TRANSFERS * 2
+            ),
         )
 
     def _post_moto_api(self, path: str) -> None:
@@ -132,7 +144,14 @@ class EmbeddedAWS:
                 with open(local, "rb") as source:
                     shutil.copyfileobj(source, tmp)
             os.replace(tmp.name, mirror)
-        self.s3.upload_file(str(mirror), bucket, key)
+        self._upload(mirror, bucket, key)
+
+    def _upload(self, path: Path, bucket: str, key: str) -> None:
+        if path.stat().st_size <= SINGLE_REQUEST_BYTES:
+            with open(path, "rb") as body:
+                self.s3.put_object(Bucket=bucket, Key=key, Body=body)
+        else:
+            self.s3.upload_file(str(path), bucket, key)
 
     def put_bytes(self, data: bytes, uri: str) -> None:
         bucket, key = split_s3_uri(uri)
@@ -148,26 +167,56 @@ class EmbeddedAWS:
     def put_tree(self, folder: Path, uri: str) -> list[str]:
         """Upload every file under `folder` below the prefix `uri`; return the keys written."""
         prefix = uri.rstrip("/")
-        written = []
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            target = f"{prefix}/{path.relative_to(folder).as_posix()}"
-            self.put_file(path, target)
-            written.append(target)
+        files = sorted(p for p in folder.rglob("*") if p.is_file())
+        written = [f"{prefix}/{path.relative_to(folder).as_posix()}" for path in files]
+        self.put_files(zip(files, written, strict=True))
         return written
+
+    def put_files(self, uploads: Iterable[tuple[Path, str]]) -> None:
+        """Upload each (local file, S3 URI) as `put_file` does, several at a time."""
+        _in_parallel(self.put_file, uploads)
 
     def list_objects(self, uri: str) -> list[tuple[str, int]]:
         """Return (key, size) of every object below the prefix `uri`, sorted by key."""
+        return [(key, size) for key, size, _ in self.list_object_entries(uri)]
+
+    def list_object_entries(self, uri: str) -> list[tuple[str, int, str]]:
+        """Return (key, size, ETag) of every object below the prefix `uri`, sorted by key."""
         bucket, prefix = split_s3_uri(uri)
         paginator = self.s3.get_paginator("list_objects_v2")
         found = []
         for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
             for item in page.get("Contents", []):
-                found.append((item["Key"], item["Size"]))
+                found.append((item["Key"], item["Size"], item["ETag"].strip('"')))
         return sorted(found)
 
-    def download(self, bucket: str, key: str, local: Path) -> None:
+    def download(self, bucket: str, key: str, local: Path, etag: str = "") -> None:
+        """Download one object to `local`, which appears only once it is complete.
+
+        With the object's `etag` from a listing, the workspace copy is used instead of a
+        GetObject request when its MD5 digest equals that ETag (a single-part upload's ETag
+        is the MD5 digest of its bytes), so the bytes are the ones S3 holds.
+        """
         local.parent.mkdir(parents=True, exist_ok=True)
-        self.s3.download_file(bucket, key, str(local))
+        mirror = self._mirror_path(bucket, key)
+        with tempfile.NamedTemporaryFile(
+            dir=local.parent, prefix=PARTIAL_PREFIX, delete=False
+        ) as tmp:
+            try:
+                if not (etag and _copy_if_digest_matches(mirror, tmp, etag)):
+                    tmp.seek(0)
+                    tmp.truncate()
+                    body = self.s3.get_object(Bucket=bucket, Key=key)["Body"]
+                    with contextlib.closing(body):
+                        shutil.copyfileobj(body, tmp, length=1024 * 1024)
+            except BaseException:
+                os.unlink(tmp.name)
+                raise
+        os.replace(tmp.name, local)
+
+    def download_all(self, items: Iterable[tuple[str, str, Path, str]]) -> None:
+        """Download each (bucket, key, local path, ETag or ""), several at a time."""
+        _in_parallel(self.download, items)
 
     def get_bytes(self, uri: str) -> bytes:
         bucket, key = split_s3_uri(uri)
@@ -232,10 +281,12 @@ class EmbeddedAWS:
         if s3_root.is_dir():
             for bucket_dir in sorted(p for p in s3_root.iterdir() if p.is_dir()):
                 self.ensure_bucket(bucket_dir.name)
-                for path in _files_below(bucket_dir):
-                    key = path.relative_to(bucket_dir).as_posix()
-                    self.s3.upload_file(str(path), bucket_dir.name, key)
-                    restored_objects += 1
+                uploads = [
+                    (path, bucket_dir.name, path.relative_to(bucket_dir).as_posix())
+                    for path in _files_below(bucket_dir)
+                ]
+                _in_parallel(self._upload, uploads)
+                restored_objects += len(uploads)
 
         replayed = 0
         journal = self.workspace / "control-plane.jsonl"
@@ -281,6 +332,36 @@ def journal_contains(workspace: Path, operation: str, request_digest: str) -> bo
         if entry.get("call") == operation and canonical_digest(entry["request"]) == request_digest:
             return True
     return False
+
+
+def _copy_if_digest_matches(source: Path, target: Any, etag: str) -> bool:
+    """Copy `source` into the open file `target` when its MD5 digest is `etag`; else copy
+    nothing and return False. A multipart ETag (with a "-") never matches."""
+    if "-" in etag:
+        return False
+    try:
+        with open(source, "rb") as file:
+            digest = hashlib.file_digest(file, lambda: hashlib.md5(usedforsecurity=False))
+            if digest.hexdigest() != etag:
+                return False
+            file.seek(0)
+            shutil.copyfileobj(file, target, length=1024 * 1024)
+    except OSError:
+        return False
+    return True
+
+
+def _in_parallel(function: Callable[..., None], calls: Iterable[tuple[Any, ...]]) -> None:
+    """Call `function(*arguments)` for each tuple, several at a time; re-raise the first error."""
+    calls = list(calls)
+    if len(calls) <= 1:
+        for arguments in calls:
+            function(*arguments)
+        return
+    with ThreadPoolExecutor(max_workers=PARALLEL_TRANSFERS) as pool:
+        futures = [pool.submit(function, *arguments) for arguments in calls]
+        for future in futures:
+            future.result()
 
 
 def _files_below(folder: Path) -> Iterator[Path]:

@@ -25,7 +25,7 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -90,17 +90,21 @@ def _download_prefix(
     is how `ShardedByS3Key` hands each instance about 1/count of the objects.
     """
     bucket, prefix = split_s3_uri(uri)
-    objects = [key for key, _ in aws.list_objects(uri)]
+    entries = aws.list_object_entries(uri)
+    objects = [key for key, _, _ in entries]
+    etags = {key: etag for key, _, etag in entries}
     if shard is not None:
         index, count = shard
         objects = objects[index::count]
     local_dir.mkdir(parents=True, exist_ok=True)
+    downloads = []
     for key in objects:
         if key == prefix:
             relative = key.rsplit("/", 1)[-1]
         else:
             relative = key[len(prefix) :].lstrip("/")
-        aws.download(bucket, key, local_dir / relative)
+        downloads.append((bucket, key, local_dir / relative, etags[key]))
+    aws.download_all(downloads)
     return objects
 
 
@@ -131,7 +135,8 @@ class Launcher(Protocol):
 
     `kind` is "training" (the sagemaker-training toolkit's start), "spark" (a PySpark
     processing script) or "python" (another processing script). `run` returns the exit code
-    the cold process would have returned.
+    the cold process would have returned; setting `stop` ends that job alone. Jobs of kinds
+    training and python may run at once, one per instance of a job.
     """
 
     def run(
@@ -142,9 +147,21 @@ class Launcher(Protocol):
         cwd: Path,
         on_line: Callable[[str], None],
         timeout: float,
+        stop: threading.Event | None = None,
     ) -> int: ...
 
     def stop_job(self) -> None: ...
+
+    def prestart(self, kinds: Iterable[str], interpreter: str, env: dict[str, str]) -> None: ...
+
+
+def launcher_kind(request: dict[str, Any]) -> str:
+    """Return the kind of warm worker that runs a CreateTrainingJob or CreateProcessingJob
+    request: training, spark (an `smspark-submit` entry point) or python."""
+    if "AlgorithmSpecification" in request:
+        return "training"
+    entrypoint = request["AppSpecification"]["ContainerEntrypoint"]
+    return "spark" if entrypoint[0] == "smspark-submit" else "python"
 
 
 class _ProcessGroup:
@@ -243,30 +260,69 @@ def _read_reason(path: Path) -> str:
 def _run_warm(
     launcher: Launcher,
     kind: str,
-    command: list[str],
-    env: dict[str, str],
-    cwd: Path,
-    host: str,
+    hosts: list[str],
+    command_for_host: Callable[[str, Path], tuple[list[str], dict[str, str], Path]],
+    job_dir: Path,
     log: io.TextIOBase,
     sink: LineSink,
     patterns: list[tuple[str, re.Pattern[str]]],
     metrics: dict[str, list[float]],
     max_runtime_seconds: int,
 ) -> tuple[list[int], bool]:
-    def on_line(line: str) -> None:
-        log.write(f"[{host}] {line}\n")
-        log.flush()
-        _collect_metrics(line, patterns, metrics)
-        sink(host, line)
+    """Run each host's process in the warm pool, side by side, as the cold path does.
 
+    When one instance fails, the others are stopped, as SageMaker stops the whole job.
+    """
+    log_lock = threading.Lock()
+    stop = threading.Event()
+    codes: dict[str, int] = {}
+    errors: list[BaseException] = []
     started = time.monotonic()
-    try:
-        code = launcher.run(kind, command, env, cwd, on_line, float(max_runtime_seconds))
-    except BaseException:
-        launcher.stop_job()
-        raise
-    timed_out = code != 0 and time.monotonic() - started >= max_runtime_seconds
-    return [code], timed_out
+
+    def run_host(host: str) -> None:
+        def on_line(line: str) -> None:
+            with log_lock:
+                log.write(f"[{host}] {line}\n")
+                log.flush()
+                _collect_metrics(line, patterns, metrics)
+            sink(host, line)
+
+        try:
+            command, env, cwd = command_for_host(host, job_dir / host / "opt" / "ml")
+            code = launcher.run(
+                kind, command, env, cwd, on_line, float(max_runtime_seconds), stop=stop
+            )
+        except BaseException as error:
+            errors.append(error)
+            stop.set()
+            return
+        codes[host] = code
+        if code != 0:
+            stop.set()
+
+    if len(hosts) == 1:
+        run_host(hosts[0])
+    else:
+        threads = [
+            threading.Thread(target=run_host, args=(host,), name=f"warm-{host}", daemon=True)
+            for host in hosts
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:
+            # Ctrl-C: end every instance before the interrupt goes on.
+            stop.set()
+            for thread in threads:
+                thread.join()
+            raise
+    if errors:
+        raise errors[0]
+    results = [codes[host] for host in hosts]
+    timed_out = any(results) and time.monotonic() - started >= max_runtime_seconds
+    return results, timed_out
 
 
 def _collect_metrics(
@@ -297,17 +353,14 @@ def _run_processes(
     group = _ProcessGroup()
     log_lock = threading.Lock()
     with open(log_path, "w") as log:
-        if launcher is not None and len(hosts) == 1:
-            # NOTE: only single-instance jobs run warm; a job of several instances starts
-            # cold processes, so that its instances still run side by side.
-            command, env, cwd = command_for_host(hosts[0], job_dir / hosts[0] / "opt" / "ml")
+        # One JVM runs one Spark job at a time, so a Spark job of several instances runs cold.
+        if launcher is not None and (len(hosts) == 1 or kind != "spark"):
             codes, timed_out = _run_warm(
                 launcher,
                 kind,
-                command,
-                env,
-                cwd,
-                hosts[0],
+                hosts,
+                command_for_host,
+                job_dir,
                 log,
                 sink,
                 patterns,
@@ -568,7 +621,7 @@ def run_processing_job(
             sink,
             (),
             launcher,
-            "spark" if app["ContainerEntrypoint"][0] == "smspark-submit" else "python",
+            launcher_kind(request),
         )
     except BaseException as error:
         result.status, result.ended = "Stopped", time.time()

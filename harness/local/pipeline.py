@@ -6,6 +6,7 @@ import datetime
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from harness.local.jobs import (
     JobResult,
     Launcher,
     deterministic_tar,
+    launcher_kind,
     run_processing_job,
     run_training_job,
 )
@@ -154,6 +156,7 @@ class LocalRunner:
             config_sources=list(self.config.sources),
         )
         end_orphans(self.workspace)
+        self._prestart_workers()
         try:
             if "raw" not in self.digests.get("dataset", {}):
                 self.digests["dataset"] = {"raw": self._s3_dataset_digest()}
@@ -171,6 +174,18 @@ class LocalRunner:
         record.status = "Failed" if record.failed else "Completed"
         self._save(record, started)
         return record
+
+    def _prestart_workers(self) -> None:
+        """Have the launcher start a warm worker for each kind of job in the plan, in the
+        background, so that a job the cache answers now finds its worker warm on the next run."""
+        if self.launcher is None:
+            return
+        kinds = [
+            launcher_kind(job.request)
+            for job in self.plan.jobs
+            if job.kind in ("training", "processing")
+        ]
+        self.launcher.prestart(kinds, sys.executable, self._env or _inherited_environment())
 
     def _save(self, record: RunRecord, started: float) -> None:
         record.duration = time.time() - started
@@ -194,10 +209,13 @@ class LocalRunner:
         if not aws.list_objects(archive_uri):
             archive = self.workspace / "code" / f"{bundle.digest[:16]}.tar.gz"
             deterministic_tar(bundle.folder, archive)
-            aws.put_file(archive, archive_uri)
             source_uri = bundle.source_uri(bucket, pipeline)
-            for path in bundle.files:
-                aws.put_file(path, source_uri + path.relative_to(bundle.folder).as_posix())
+            aws.put_files(
+                (path, source_uri + path.relative_to(bundle.folder).as_posix())
+                for path in bundle.files
+            )
+            # The archive goes last: its presence says that the whole bundle is there.
+            aws.put_file(archive, archive_uri)
             self.events.message(f"uploaded step code to {source_uri}")
 
         if self.plan.dataset_local is not None:

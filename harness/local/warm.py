@@ -59,7 +59,7 @@ import types
 import warnings
 import zipfile
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +99,8 @@ _WORKER_IMPORTS = {
 WORKER_START_TIMEOUT_SECONDS = 300.0
 # Time between SIGTERM and SIGKILL when a job is ended, as `jobs._ProcessGroup.terminate` uses.
 STOP_GRACE_SECONDS = 5.0
+# How often a waiting job looks at a stop event set from outside the pool.
+STOP_POLL_SECONDS = 0.1
 # How long the harness waits for the rest of a job's output after the job has exited.
 OUTPUT_DRAIN_SECONDS = 10.0
 # Output lines of a worker kept for the error message when it fails to start.
@@ -156,10 +158,16 @@ class _WorkerGone(Exception):
 class _Job:
     """One call of `WarmPool.run_job`: its output callback and the messages for it."""
 
-    def __init__(self, job_id: int, on_line: Callable[[str], None], log: logging.Logger) -> None:
+    def __init__(
+        self,
+        job_id: int,
+        on_line: Callable[[str], None],
+        log: logging.Logger,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.id = job_id
         self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.stop_requested = threading.Event()
+        self.stop_requested = stop if stop is not None else threading.Event()
         self.output_done = threading.Event()
         self._on_line = on_line
         self._log = log
@@ -537,7 +545,9 @@ class _ZygoteWorker(_Worker):
                         -signal.SIGKILL, end_reason == "timeout", end_reason == "stop"
                     )
             try:
-                message = job.messages.get(timeout=max(0.0, next_signal_at - now))
+                message = job.messages.get(
+                    timeout=min(STOP_POLL_SECONDS, max(0.0, next_signal_at - now))
+                )
             except queue.Empty:
                 continue
             op = message["op"]
@@ -616,7 +626,7 @@ class _SparkWorker(_Worker):
                 result = WarmJobResult(code, end_reason == "timeout", end_reason == "stop")
                 return result, True
             try:
-                message = job.messages.get(timeout=remaining)
+                message = job.messages.get(timeout=min(STOP_POLL_SECONDS, remaining))
             except queue.Empty:
                 continue
             if message["op"] == "exited":
@@ -710,17 +720,18 @@ class WarmPool:
         cwd: Path,
         on_line: Callable[[str], None],
         timeout: float,
+        stop: threading.Event | None = None,
     ) -> int:
         """Run `argv` as `kind` and return the exit status the cold process would have returned.
 
         `argv` is the command that `jobs.py` would run: `[python, script, *args]` for kinds
         python and spark, and `[python, "-m", "sagemaker_training.cli.train"]` for training.
         `on_line` is called from a reader thread for each line the job prints. When `timeout`
-        seconds pass, the job is ended and a negative status (the signal) is returned.
-        Raises ValueError for a command a warm worker cannot run, and RuntimeError when the
+        seconds pass, or when `stop` is set, the job is ended and a negative status (the signal)
+        is returned. Raises ValueError for a command a warm worker cannot run, and RuntimeError when the
         worker for `kind` fails to start, with the worker's last output lines.
         """
-        return self.run_job(kind, argv, env, cwd, on_line, timeout).code
+        return self.run_job(kind, argv, env, cwd, on_line, timeout, stop).code
 
     def run_job(
         self,
@@ -730,6 +741,7 @@ class WarmPool:
         cwd: Path,
         on_line: Callable[[str], None],
         timeout: float,
+        stop: threading.Event | None = None,
     ) -> WarmJobResult:
         """Run a job like `run`, and also return whether it timed out or was stopped."""
         _parse_job_command(kind, argv)
@@ -743,7 +755,7 @@ class WarmPool:
         last_error: _WorkerGone | None = None
         for _attempt in range(2):
             try:
-                result = self._run_once(kind, argv, env, request, on_line, timeout)
+                result = self._run_once(kind, argv, env, request, on_line, timeout, stop)
             except _WorkerGone as error:
                 self._log.warning("%s. Starting a new warm %s worker", error, kind)
                 last_error = error
@@ -764,10 +776,11 @@ class WarmPool:
         request: dict[str, Any],
         on_line: Callable[[str], None],
         timeout: float,
+        stop: threading.Event | None,
     ) -> WarmJobResult:
         """Run the job on a worker. Raises _WorkerGone when the worker ended before it began."""
         worker = self._acquire(kind, argv[0], env)
-        job = self._register_job(worker, on_line)
+        job = self._register_job(worker, on_line, stop)
         # The worker's start-up is not part of the job, so the timeout starts here.
         deadline = time.monotonic() + timeout
         try:
@@ -780,6 +793,39 @@ class WarmPool:
             raise
         finally:
             self._release(worker, job)
+
+    def prestart(self, kinds: Iterable[str], interpreter: str, env: dict[str, str]) -> None:
+        """Start a worker of each kind in the background, so that the first job finds it warm.
+
+        A kind that already has a usable worker is left alone. A start that fails is logged,
+        and the next job of that kind starts a worker itself and reports the error.
+        """
+        key = _startup_key(interpreter, env)
+        starting: list[_Worker] = []
+        stale: list[_Worker] = []
+        with self._lock:
+            if self._closed:
+                return
+            for kind in dict.fromkeys(kinds):
+                if kind in _FORKING_KINDS:
+                    existing = self._zygotes.get(kind)
+                    if existing is not None and existing.usable:
+                        continue
+                    if existing is not None:
+                        self._retire(existing, stale)
+                elif any(worker.usable for worker in self._spark_workers):
+                    continue
+                starting.append(self._add_worker(kind, interpreter, key))
+            workdir = self._ensure_workdir()
+        for old in stale:
+            old.close()
+        for worker in starting:
+            threading.Thread(
+                target=self._start_in_background,
+                args=(worker, env, workdir),
+                name=f"warm-{worker.kind}-prestart",
+                daemon=True,
+            ).start()
 
     def stop_job(self) -> None:
         """End every job in progress, as Ctrl-C does. Each `run` returns a negative status.
@@ -902,9 +948,11 @@ class WarmPool:
             worker.retired = True
             self._retired_workers.append(worker)
 
-    def _register_job(self, worker: _Worker, on_line: Callable[[str], None]) -> _Job:
+    def _register_job(
+        self, worker: _Worker, on_line: Callable[[str], None], stop: threading.Event | None
+    ) -> _Job:
         with self._lock:
-            job = _Job(self._next_job_id, on_line, self._log)
+            job = _Job(self._next_job_id, on_line, self._log, stop)
             self._next_job_id += 1
             self._jobs[job.id] = job
         worker.register(job)

@@ -8,7 +8,32 @@ importing the step, so no step code runs in the harness process.
 from __future__ import annotations
 
 import ast
+import functools
+import hashlib
 from pathlib import Path
+
+# Parsed files, by location and the digest of their bytes: a tree, or the error that parsing
+# raised. `harness watch` reads the step code after every save, and parsing is most of its cost.
+_PARSED: dict[tuple[Path, str], ast.Module | SyntaxError | ValueError] = {}
+
+
+def parse_python_file(path: Path) -> ast.Module:
+    """Return the syntax tree of a UTF-8 Python file, remembered while its bytes stay the same.
+
+    Callers must not change the tree. Raises SyntaxError for invalid syntax and ValueError for
+    a file that is not UTF-8 text.
+    """
+    source = path.read_bytes()
+    key = (path, hashlib.sha256(source).hexdigest())
+    if key not in _PARSED:
+        try:
+            _PARSED[key] = ast.parse(source.decode("utf-8"), filename=str(path))
+        except (SyntaxError, ValueError) as error:
+            _PARSED[key] = error
+    parsed = _PARSED[key]
+    if isinstance(parsed, Exception):
+        raise parsed
+    return parsed
 
 
 def _module_file(root: Path, dotted: str) -> list[Path]:
@@ -29,14 +54,19 @@ def _module_file(root: Path, dotted: str) -> list[Path]:
     return found
 
 
-def _imported_names(path: Path, root: Path) -> set[str]:
+def _imported_names(path: Path, root: Path) -> frozenset[str]:
     """Return the dotted module names that `path` imports, relative imports resolved."""
     try:
-        tree = ast.parse(path.read_text(), filename=str(path))
-    except SyntaxError:
+        tree = parse_python_file(path)
+    except (SyntaxError, ValueError):
         # A file that does not parse is still hashed; its imports are unknown.
-        return set()
-    package = path.parent.relative_to(root).parts
+        return frozenset()
+    return _imports_of(tree, path.parent.relative_to(root).parts)
+
+
+@functools.cache
+def _imports_of(tree: ast.Module, package: tuple[str, ...]) -> frozenset[str]:
+    # Trees hash by identity, and parse_python_file returns the same tree for the same bytes.
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -51,7 +81,7 @@ def _imported_names(path: Path, root: Path) -> set[str]:
                 names.add(base)
                 # `from common import letor` may import the submodule common/letor.py.
                 names.update(f"{base}.{alias.name}" for alias in node.names)
-    return names
+    return frozenset(names)
 
 
 def step_code_files(root: Path, entry_point: Path) -> list[Path]:

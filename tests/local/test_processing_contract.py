@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Iterator
+
+import pytest
 
 from harness.local.embedded import EmbeddedAWS
 from harness.local.jobs import remap_path, run_processing_job
+from harness.local.warm import WarmPool
 
 from .conftest import BUCKET, collect_lines
 
 # Runs inside the job with its paths passed as arguments, as a processing script gets them.
 PROBE = """
-import json, os, sys
+import json, os, sys, time
 from pathlib import Path
 input_dir, output_dir = Path(sys.argv[1]), Path(sys.argv[2])
 base = Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml"))
 resource = json.loads((base / "config" / "resourceconfig.json").read_text())
 job = json.loads((base / "config" / "processingjobconfig.json").read_text())
-if os.environ.get("PROBE_FAIL") == "yes":
+if os.environ.get("PROBE_FAIL") in ("yes", resource["current_host"]):
     (base / "output" / "message").write_text("StepError: bad input on line 7")
     sys.exit(2)
+if os.environ.get("PROBE_FAIL"):
+    # The other instance of a job whose first instance fails: it must be stopped.
+    print("waiting", flush=True)
+    time.sleep(120)
 record = {
     "host": resource["current_host"],
     "hosts": resource["hosts"],
@@ -106,12 +115,23 @@ def records(aws: EmbeddedAWS, name: str) -> dict[str, dict]:
     return found
 
 
-def test_sharded_input_splits_files(aws: EmbeddedAWS) -> None:
+@pytest.fixture(scope="module")
+def warm_pool() -> Iterator[WarmPool]:
+    with WarmPool() as pool:
+        yield pool
+
+
+@pytest.fixture(params=["cold", "warm"])
+def launcher(request: pytest.FixtureRequest) -> WarmPool | None:
+    """No launcher (a new process per instance), or the warm pool of `harness watch`."""
+    return request.getfixturevalue("warm_pool") if request.param == "warm" else None
+
+
+def test_sharded_input_splits_files(aws: EmbeddedAWS, launcher: WarmPool | None) -> None:
     prepare(aws)
     lines, sink = collect_lines()
-    result = run_processing_job(
-        aws, processing_request("sharded", 2, {"PROBE_MODE": "two"}), aws.environment(), sink
-    )
+    request = processing_request("sharded", 2, {"PROBE_MODE": "two"})
+    result = run_processing_job(aws, request, aws.environment(), sink, launcher=launcher)
     assert result.status == "Completed", result.log_tail()
 
     found = records(aws, "sharded")
@@ -140,6 +160,21 @@ def test_message_file_becomes_reason(aws: EmbeddedAWS) -> None:
     assert described["ProcessingJobStatus"] == "Failed"
     assert described["ExitMessage"] == "StepError: bad input on line 7"
     assert records(aws, "failing") == {}
+
+
+def test_failed_instance_stops_the_others(aws: EmbeddedAWS, launcher: WarmPool | None) -> None:
+    prepare(aws)
+    lines, sink = collect_lines()
+    request = processing_request("one-fails", 2, {"PROBE_FAIL": "algo-1"})
+    started = time.monotonic()
+    result = run_processing_job(aws, request, aws.environment(), sink, launcher=launcher)
+
+    assert result.status == "Failed"
+    assert "StepError: bad input on line 7" in result.failure_reason
+    # algo-2 sleeps for 120 s unless the failure of algo-1 ends it (a bound, not a benchmark).
+    assert time.monotonic() - started < 60, "the second instance was not stopped"
+    assert all(host == "algo-2" and line == "waiting" for host, line in lines), lines
+    assert records(aws, "one-fails") == {}
 
 
 def test_remap_path_rewrites_container_paths(tmp_path) -> None:

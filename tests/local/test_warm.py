@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -90,6 +91,7 @@ def printed_value(lines: list[str], name: str) -> str:
 PROBE = """\
 import json, logging, os, sys
 from pathlib import Path
+from typing import Any
 import helper
 
 record = {
@@ -467,6 +469,13 @@ time.sleep(120)
 
 QUICK = "print('quick')\n"
 
+COUNTER = """\
+import time
+for number in range(20):
+    print(number, flush=True)
+    time.sleep(0.05)
+"""
+
 
 def test_spark_worker_with_dead_jvm_is_replaced(pool: WarmPool, tmp_path: Path) -> None:
     kill_jvm = write(tmp_path / "kill_jvm.py", KILL_JVM)
@@ -530,6 +539,58 @@ def test_stop_job_from_another_thread(pool: WarmPool, tmp_path: Path) -> None:
     assert result.stopped
     assert not result.timed_out
     assert result.code == -signal.SIGTERM
+
+
+def test_stop_event_ends_only_its_job(pool: WarmPool, tmp_path: Path) -> None:
+    sleeper = write(tmp_path / "sleeper.py", SLEEPER)
+    counter = write(tmp_path / "counter.py", COUNTER)
+    stop = threading.Event()
+    started = {"sleeping": threading.Event(), "0": threading.Event()}
+    lines: dict[str, list[str]] = {"sleeper": [], "counter": []}
+    results: dict[str, Any] = {}
+
+    def run(name: str, script: Path, job_stop: threading.Event | None) -> None:
+        def on_line(line: str) -> None:
+            lines[name].append(line)
+            if line in started:
+                started[line].set()
+
+        results[name] = pool.run_job(
+            "python", [PYTHON, str(script)], job_env(), tmp_path, on_line, 120, job_stop
+        )
+
+    threads = [
+        threading.Thread(target=run, args=("sleeper", sleeper, stop)),
+        threading.Thread(target=run, args=("counter", counter, None)),
+    ]
+    for thread in threads:
+        thread.start()
+    assert started["sleeping"].wait(60) and started["0"].wait(60)
+    stop.set()
+    for thread in threads:
+        thread.join(60)
+
+    assert results["sleeper"].stopped
+    assert results["sleeper"].code == -signal.SIGTERM
+    assert results["counter"].code == 0 and not results["counter"].stopped
+    assert lines["counter"] == [str(number) for number in range(20)]
+
+
+def test_prestarted_worker_runs_the_first_job(tmp_path: Path) -> None:
+    quick = write(tmp_path / "quick.py", QUICK)
+    with WarmPool() as pool:
+        pool.prestart(["python"], PYTHON, job_env())
+        deadline = time.monotonic() + 60
+        while not pool.worker_pids()["python"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        prestarted = pool.worker_pids()["python"]
+        assert len(prestarted) == 1
+
+        assert run_warm(pool, "python", [PYTHON, str(quick)], tmp_path) == (0, ["quick"])
+        assert pool.worker_pids()["python"] == prestarted
+        # A kind that already has a worker gets no second one.
+        pool.prestart(["python"], PYTHON, job_env())
+        assert pool.worker_pids()["python"] == prestarted
 
 
 def test_forked_job_os_exit_status(pool: WarmPool, tmp_path: Path) -> None:
