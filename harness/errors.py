@@ -31,6 +31,10 @@ class ConfigError(HarnessError):
         return (type(self), (self.problems,))
 
 
+class TuningError(HarnessError):
+    """A hyperparameter tuning job cannot start or resume, for the reason in the message."""
+
+
 def format_problems(problems: Sequence[Problem]) -> str:
     """Format a headline with the problem count, then one problem a line."""
     count = len(problems)

@@ -12,11 +12,13 @@ from harness.config.model import (
     ConditionConfig,
     Config,
     Origin,
+    ParameterRange,
     PipelineConfig,
     Problem,
     RegisterConfig,
     SessionConfig,
     StepConfig,
+    TuningConfig,
 )
 from harness.config.show import render_config
 from harness.errors import ConfigError
@@ -26,11 +28,13 @@ __all__ = [
     "Config",
     "ConfigError",
     "Origin",
+    "ParameterRange",
     "PipelineConfig",
     "Problem",
     "RegisterConfig",
     "SessionConfig",
     "StepConfig",
+    "TuningConfig",
     "load_config",
     "render_config",
     "validate_dataset",

@@ -20,6 +20,7 @@ from harness.config.model import (
 )
 from harness.config.schema import SECTIONS, SectionSpec, StepList
 from harness.config.sources import LayeredSources, layer_sources
+from harness.config.tuning import build_tuning
 from harness.config.validate import validate
 from harness.errors import ConfigError
 
@@ -122,6 +123,12 @@ def _build_config(project_root: Path, layered: LayeredSources) -> Config:
             inference_instance_type=_text(section, "inference_instance_type"),
         )
 
+    tuning = None
+    if "tuning" in values and "train" in job_steps:
+        tuning = build_tuning(
+            values["tuning"], values.get("tuning.ranges", {}), job_steps["train"].hyperparameters
+        )
+
     session = values["session"]
     return Config(
         project_root=project_root,
@@ -142,6 +149,7 @@ def _build_config(project_root: Path, layered: LayeredSources) -> Config:
         steps=job_steps,
         condition=condition,
         register=register,
+        tuning=tuning,
         values=values,
     )
 

@@ -152,6 +152,54 @@ class RegisterConfig:
     inference_instance_type: str
 
 
+@dataclass(frozen=True)
+class ParameterRange:
+    """One hyperparameter range of ``[tuning.ranges]``, as CreateHyperParameterTuningJob takes it.
+
+    ``kind`` is ``Integer``, ``Continuous`` or ``Categorical``. Integer and continuous ranges
+    set ``min_value``, ``max_value`` (as written, so the request keeps the user's text) and
+    ``scaling_type``. Categorical ranges set only ``values``.
+    """
+
+    name: str
+    kind: str
+    min_value: str | None = None
+    max_value: str | None = None
+    scaling_type: str | None = None
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    """The ``[tuning]`` and ``[tuning.ranges]`` sections: a hyperparameter tuning job of train.
+
+    ``max_jobs`` is the number of combinations for the Grid strategy when the file leaves it
+    out. ``min_resource`` and ``max_resource`` (epochs) are set only for Hyperband, and
+    ``max_resource`` is then inferred from an epochs hyperparameter when the file leaves it out.
+    ``random_seed`` is None when not set.
+    """
+
+    strategy: str
+    objective_metric: str
+    objective_type: str
+    max_jobs: int
+    max_parallel_jobs: int
+    ranges: tuple[ParameterRange, ...]
+    early_stopping: str = "Off"
+    random_seed: int | None = None
+    min_resource: int | None = None
+    max_resource: int | None = None
+    target_objective_value: float | None = None
+    max_jobs_not_improving: int | None = None
+    warm_start_parents: tuple[str, ...] = ()
+    warm_start_type: str | None = None
+
+    @property
+    def tuned_names(self) -> tuple[str, ...]:
+        """Return the names of the tuned hyperparameters, in the order of the file."""
+        return tuple(parameter_range.name for parameter_range in self.ranges)
+
+
 # section -> key -> (value, origin)
 EffectiveValues = Mapping[str, Mapping[str, tuple[str, Origin]]]
 
@@ -161,8 +209,9 @@ class Config:
     """A validated configuration.
 
     ``steps`` contains the job steps selected in ``pipeline.steps``. ``condition`` and
-    ``register`` are None unless selected. ``sources`` lists what was read, in layering
-    order: each file as the user gave it, then ``--set #1``, ``--set #2`` and so on.
+    ``register`` are None unless selected, and ``tuning`` is None unless the files have a
+    ``[tuning]`` section. ``sources`` lists what was read, in layering order: each file as
+    the user gave it, then ``--set #1``, ``--set #2`` and so on.
     """
 
     project_root: Path
@@ -172,6 +221,7 @@ class Config:
     steps: dict[str, StepConfig]
     condition: ConditionConfig | None
     register: RegisterConfig | None
+    tuning: TuningConfig | None = None
     values: EffectiveValues = field(default_factory=dict, repr=False)
 
     def effective(self) -> dict[str, dict[str, tuple[str, Origin]]]:

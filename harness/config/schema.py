@@ -53,6 +53,19 @@ from harness.config.checks import (
 )
 from harness.config.graph import JOB_KINDS, STEP_ORDER
 from harness.config.instance_types import InstanceKind
+from harness.config.ranges import (
+    EARLY_STOPPING_TYPES,
+    MAX_API_INTEGER,
+    MAX_HYPERBAND_RESOURCE,
+    MAX_PARAMETER_RANGES,
+    MIN_JOBS_NOT_IMPROVING,
+    OBJECTIVE_TYPES,
+    STRATEGIES,
+    WARM_START_TYPES,
+    check_parent_jobs,
+    check_range,
+    check_range_name,
+)
 
 # SageMaker ConditionStep comparisons that take one value and a threshold.
 COMPARISONS: tuple[str, ...] = (
@@ -79,11 +92,13 @@ class SectionSpec:
     """A section with a fixed set of keys.
 
     It is required when ``step`` is selected in pipeline.steps, or always when ``step`` is None.
+    An ``optional`` section is never required, but its required keys are when it is present.
     """
 
     name: str
     keys: Mapping[str, KeySpec]
     step: str | None = None
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -281,6 +296,52 @@ REGISTER_SECTION = SectionSpec(
 )
 
 
+# A hyperparameter tuning job of the train step, in the terms of CreateHyperParameterTuningJob.
+# Cross-section rules (Grid, Hyperband, the objective metric, tuned names) are in
+# harness.config.tuning.
+TUNING_SECTION = SectionSpec(
+    "tuning",
+    {
+        "strategy": KeySpec(Choice(STRATEGIES), required=False, default="Bayesian"),
+        "objective_metric": KeySpec(
+            Text(fix='name a metric of [train.metrics], e.g. "validation:ndcg@10"'),
+            example="validation:ndcg@10",
+        ),
+        "objective_type": KeySpec(Choice(OBJECTIVE_TYPES), example="Maximize"),
+        "max_jobs": KeySpec(Integer(1, MAX_API_INTEGER), required=False, example="20"),
+        "max_parallel_jobs": KeySpec(Integer(1, MAX_API_INTEGER), required=False, default="1"),
+        "early_stopping": KeySpec(Choice(EARLY_STOPPING_TYPES), required=False, default="Off"),
+        "random_seed": KeySpec(Integer(0, MAX_API_INTEGER), required=False, example="42"),
+        "min_resource": KeySpec(
+            Integer(1, MAX_HYPERBAND_RESOURCE, "epochs"), required=False, example="1"
+        ),
+        "max_resource": KeySpec(
+            Integer(1, MAX_HYPERBAND_RESOURCE, "epochs"), required=False, example="30"
+        ),
+        "target_objective_value": KeySpec(Number(example="0.45"), required=False, example="0.45"),
+        "max_jobs_not_improving": KeySpec(
+            Integer(MIN_JOBS_NOT_IMPROVING, MAX_API_INTEGER), required=False, example="5"
+        ),
+        "warm_start_parents": KeySpec(
+            Custom(check_parent_jobs), required=False, example="ltr-tuning-1"
+        ),
+        "warm_start_type": KeySpec(
+            Choice(WARM_START_TYPES), required=False, example="IdenticalDataAndAlgorithm"
+        ),
+    },
+    step="train",
+    optional=True,
+)
+
+TUNING_RANGES_SECTION = MapSectionSpec(
+    "tuning.ranges",
+    entry_noun="hyperparameter ranges",
+    max_entries=MAX_PARAMETER_RANGES,
+    key_check=check_range_name,
+    value_check=check_range,
+)
+
+
 def _build_sections() -> dict[str, Spec]:
     sections: dict[str, Spec] = {
         PIPELINE_SECTION.name: PIPELINE_SECTION,
@@ -292,6 +353,9 @@ def _build_sections() -> dict[str, Spec]:
             sections[step] = _job_step_section(step, kind)
             for subsection in _job_step_subsections(step, kind):
                 sections[subsection.name] = subsection
+            if step == "train":
+                sections[TUNING_SECTION.name] = TUNING_SECTION
+                sections[TUNING_RANGES_SECTION.name] = TUNING_RANGES_SECTION
         elif step == "condition":
             sections[step] = CONDITION_SECTION
         elif step == "register":

@@ -10,6 +10,7 @@ from harness.config.graph import JOB_KINDS, STEP_INPUTS
 from harness.config.model import Origin, Problem
 from harness.config.schema import SECTIONS, MapSectionSpec, SectionSpec, StepList
 from harness.config.sources import LayeredSources, RawValue
+from harness.config.tuning import check_tuning
 
 
 def validate(layered: LayeredSources, context: CheckContext) -> list[Problem]:
@@ -27,9 +28,10 @@ def validate(layered: LayeredSources, context: CheckContext) -> list[Problem]:
 
     steps = selected_steps(layered, context)
     # A file that could not be read may hold the missing keys, so report missing keys only
-    # when every source was read.
+    # when every source was read. The tuning rules also report missing keys and sections.
     if not layered.problems:
         problems.extend(_check_required(layered, steps))
+        problems.extend(check_tuning(layered, steps, context))
     if steps is not None:
         problems.extend(_check_step_inputs(steps, layered.values["pipeline"]["steps"]))
     return sort_problems(problems, layered.sources)
@@ -132,6 +134,8 @@ def _check_required(layered: LayeredSources, steps: tuple[str, ...] | None) -> I
             continue
 
         required = {key: key_spec for key, key_spec in spec.keys.items() if key_spec.required}
+        if name not in layered.values and spec.optional:
+            continue
         if name not in layered.values:
             settings = ", ".join(
                 f'"{key} = {key_spec.example}"' for key, key_spec in required.items()
