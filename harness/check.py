@@ -107,7 +107,9 @@ def check_steps(config: Config, run_id: str = "check") -> list[CheckProblem]:
     Raises:
         PlanError: the configuration does not form a runnable pipeline.
     """
-    plan = build_plan(_without_local_dataset(config), run_id)
+    # A tuning job's training jobs get the train step's hyperparameters with other values,
+    # so the untuned training job stands for them in the checks.
+    plan = build_plan(dataclasses.replace(_without_local_dataset(config), tuning=None), run_id)
     problems: list[CheckProblem] = []
     code_files: dict[str, list[Path]] = {}
     for job in plan.jobs:

@@ -246,6 +246,9 @@ class EmbeddedAWS:
             ],
             "CreateTrainingJob": lambda: backend.training_jobs[request["TrainingJobName"]],
             "CreateProcessingJob": lambda: backend.processing_jobs[request["ProcessingJobName"]],
+            "CreateHyperParameterTuningJob": lambda: backend.hyper_parameter_tuning_jobs[
+                request["HyperParameterTuningJobName"]
+            ],
         }
         if operation in records:
             records[operation]().creation_time = datetime.datetime.fromisoformat(created)
@@ -263,7 +266,11 @@ class EmbeddedAWS:
         from moto.sagemaker.models import sagemaker_backends
 
         backend = sagemaker_backends[ACCOUNT_ID][self.region]
-        jobs = backend.training_jobs if kind == "training" else backend.processing_jobs
+        jobs = {
+            "training": backend.training_jobs,
+            "processing": backend.processing_jobs,
+            "tuning": backend.hyper_parameter_tuning_jobs,
+        }[kind]
         job = jobs[name]
         for attribute, value in fields.items():
             setattr(job, attribute, _decode_times(attribute, value))

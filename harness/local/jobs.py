@@ -209,8 +209,9 @@ class _ProcessGroup:
         reader.start()
         self.readers.append(reader)
 
-    def wait(self, deadline: float) -> tuple[list[int], bool]:
-        """Wait for every process; end all of them when one fails or the deadline passes.
+    def wait(self, deadline: float, stop: threading.Event | None = None) -> tuple[list[int], bool]:
+        """Wait for every process; end all of them when one fails, the deadline passes or
+        `stop` is set.
 
         Returns the exit codes and whether the deadline was reached.
         """
@@ -219,8 +220,8 @@ class _ProcessGroup:
             codes = [p.poll() for p in self.processes]
             if all(code is not None for code in codes):
                 break
-            if any(code not in (None, 0) for code in codes):
-                # One instance failed: SageMaker stops the whole job, so end the rest.
+            if any(code not in (None, 0) for code in codes) or (stop and stop.is_set()):
+                # One instance failed, or the job was stopped: SageMaker ends the whole job.
                 self.terminate()
             if time.monotonic() > deadline:
                 timed_out = True
@@ -268,10 +269,12 @@ def _run_warm(
     patterns: list[tuple[str, re.Pattern[str]]],
     metrics: dict[str, list[float]],
     max_runtime_seconds: int,
+    job_stop: threading.Event | None = None,
 ) -> tuple[list[int], bool]:
     """Run each host's process in the warm pool, side by side, as the cold path does.
 
-    When one instance fails, the others are stopped, as SageMaker stops the whole job.
+    When one instance fails or `job_stop` is set, every instance is stopped, as SageMaker
+    stops the whole job.
     """
     log_lock = threading.Lock()
     stop = threading.Event()
@@ -300,24 +303,24 @@ def _run_warm(
         if code != 0:
             stop.set()
 
-    if len(hosts) == 1:
-        run_host(hosts[0])
-    else:
-        threads = [
-            threading.Thread(target=run_host, args=(host,), name=f"warm-{host}", daemon=True)
-            for host in hosts
-        ]
+    threads = [
+        threading.Thread(target=run_host, args=(host,), name=f"warm-{host}", daemon=True)
+        for host in hosts
+    ]
+    for thread in threads:
+        thread.start()
+    try:
         for thread in threads:
-            thread.start()
-        try:
-            for thread in threads:
-                thread.join()
-        except BaseException:
-            # Ctrl-C: end every instance before the interrupt goes on.
-            stop.set()
-            for thread in threads:
-                thread.join()
-            raise
+            while thread.is_alive():
+                thread.join(timeout=0.1)
+                if job_stop is not None and job_stop.is_set():
+                    stop.set()
+    except BaseException:
+        # Ctrl-C: end every instance before the interrupt goes on.
+        stop.set()
+        for thread in threads:
+            thread.join()
+        raise
     if errors:
         raise errors[0]
     results = [codes[host] for host in hosts]
@@ -346,6 +349,7 @@ def _run_processes(
     metric_definitions: Sequence[dict[str, str]] = (),
     launcher: Launcher | None = None,
     kind: str = "python",
+    stop: threading.Event | None = None,
 ) -> tuple[list[int], bool, dict[str, list[float]], Path]:
     log_path = job_dir / "job.log"
     patterns = [(d["Name"], re.compile(d["Regex"])) for d in metric_definitions]
@@ -366,6 +370,7 @@ def _run_processes(
                 patterns,
                 metrics,
                 max_runtime_seconds,
+                stop,
             )
             return codes, timed_out, metrics, log_path
         try:
@@ -373,7 +378,7 @@ def _run_processes(
                 command, env, cwd = command_for_host(host, job_dir / host / "opt" / "ml")
                 group.start(command, env, cwd, host, log, log_lock, sink, patterns, metrics)
             record_processes(job_dir, [p.pid for p in group.processes])
-            codes, timed_out = group.wait(time.monotonic() + max_runtime_seconds)
+            codes, timed_out = group.wait(time.monotonic() + max_runtime_seconds, stop)
         except BaseException:
             # Ctrl-C or any error here: no child process may outlive the job.
             group.terminate()
@@ -400,6 +405,7 @@ def run_training_job(
     base_env: dict[str, str],
     sink: LineSink,
     launcher: Launcher | None = None,
+    stop: threading.Event | None = None,
 ) -> JobResult:
     """Run a CreateTrainingJob request through the sagemaker-training toolkit.
 
@@ -407,6 +413,7 @@ def run_training_job(
     `/opt/ml/input/config`, downloads `sagemaker_submit_directory` from S3 (here the
     embedded one), sets the `SM_*` variables, passes hyperparameters as `--key value`
     arguments, runs the entry point and writes `/opt/ml/output/failure` when it fails.
+    Setting `stop` ends the job as StopTrainingJob does: its status becomes Stopped.
     """
     name = request["TrainingJobName"]
     job_dir = _fresh_job_dir(aws.workspace, name)
@@ -495,6 +502,7 @@ def run_training_job(
             request["AlgorithmSpecification"].get("MetricDefinitions", []),
             launcher,
             "training",
+            stop,
         )
     except BaseException as error:
         result.status, result.ended = "Stopped", time.time()
@@ -510,7 +518,11 @@ def run_training_job(
     result.metrics, result.log_path, result.ended = metrics, log_path, time.time()
 
     root = job_dir / hosts[0] / "opt" / "ml"
-    if timed_out:
+    if stop is not None and stop.is_set() and any(codes):
+        # NOTE: SageMaker uploads what a stopped job saved in /opt/ml/model; here a stopped
+        # job keeps no model.
+        result.status = "Stopped"
+    elif timed_out:
         result.status = "Stopped"
         result.failure_reason = (
             f"MaxRuntimeExceeded: the job ran longer than StoppingCondition.MaxRuntimeInSeconds="

@@ -58,6 +58,9 @@ from harness.tuning.strategies import make_pruner, make_sampler
 
 log = logging.getLogger(__name__)
 
+# Optuna logs each study it creates at INFO; the tuning job logs its own progress.
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
 # The hyperparameter in which SageMaker passes the objective metric's name to each training job.
 TUNING_OBJECTIVE_METRIC = "_tuning_objective_metric"
 

@@ -3,7 +3,8 @@
 - Grid: GridSampler over every combination of the categorical values. Each combination runs
   once, in an order shuffled by the random seed.
 - Random: RandomSampler.
-- Bayesian: TPESampler. Optuna's GPSampler needs PyTorch, which harness does not install.
+- Bayesian: TPESampler, after a third of max_jobs (2 to 10) random startup jobs. Optuna's
+  GPSampler needs PyTorch, which harness does not install.
 - Hyperband: RandomSampler with HyperbandPruner, whose resource is the epoch: the n-th value
   of the objective metric is step n. The Hyperband paper pairs it with random sampling, as
   HyperbandPruner's documentation notes, and TPE would need about 10 startup trials in each
@@ -34,6 +35,15 @@ def trial_seed(random_seed: int, launch_index: int) -> int:
     return int(np.random.SeedSequence([random_seed, launch_index]).generate_state(1)[0])
 
 
+def startup_jobs(max_jobs: int) -> int:
+    """Return how many training jobs Bayesian samples at random before TPE's model guides it.
+
+    TPE's default of 10 would leave a tuning job of 10 or fewer jobs purely random, so a third
+    of the budget is used, from 2 to 10 jobs.
+    """
+    return max(2, min(10, max_jobs // 3))
+
+
 def make_sampler(tuning: TuningConfig, random_seed: int, launch_index: int) -> BaseSampler:
     """Return the sampler that chooses the values of the ``launch_index``-th training job."""
     if tuning.strategy == "Grid":
@@ -42,7 +52,7 @@ def make_sampler(tuning: TuningConfig, random_seed: int, launch_index: int) -> B
         return GridSampler(grid_search_space(tuning.ranges), seed=random_seed)
     seed = trial_seed(random_seed, launch_index)
     if tuning.strategy == "Bayesian":
-        return TPESampler(seed=seed)
+        return TPESampler(seed=seed, n_startup_trials=startup_jobs(tuning.max_jobs))
     return RandomSampler(seed=seed)
 
 

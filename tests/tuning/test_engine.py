@@ -126,7 +126,7 @@ def tuned_values(result: TuningResult) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("strategy", ["Random", "Bayesian"])
 def test_same_seed_same_trials(tmp_path: Path, strategy: str) -> None:
-    # 12 Bayesian jobs go past TPE's 10 random startup trials.
+    # 12 Bayesian jobs go past the 4 random startup jobs (a third of max_jobs).
     first = run(
         tmp_path / "a",
         ScriptedLauncher(flat_curve(by_learning_rate)),
@@ -144,6 +144,26 @@ def test_same_seed_same_trials(tmp_path: Path, strategy: str) -> None:
 
     assert tuned_values(first) == tuned_values(second)
     assert len(set(tuned_values(first))) == 12
+
+
+def test_bayesian_leaves_random_after_startup(tmp_path: Path) -> None:
+    # With the same seed, the startup jobs of Bayesian are Random's jobs; the jobs after them
+    # follow TPE's model of the objective, which rises with the learning rate here.
+    random, bayesian = (
+        tuned_values(
+            run(
+                tmp_path / strategy,
+                ScriptedLauncher(flat_curve(by_learning_rate)),
+                strategy=strategy,
+                max_jobs=9,
+                random_seed=3,
+            )
+        )
+        for strategy in ("Random", "Bayesian")
+    )
+
+    assert bayesian[:3] == random[:3]
+    assert bayesian[3:] != random[3:]
 
 
 @pytest.mark.parametrize("strategy", ["Random", "Bayesian", "Grid"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import botocore.session
@@ -49,8 +50,13 @@ def load(tmp_path: Path, strategy: str, settings: str, ranges: str) -> Config:
     )
 
 
+def untuned_training_request(config: Config) -> dict:
+    """Return the CreateTrainingJob request that train would get without [tuning]."""
+    return build_plan(dataclasses.replace(config, tuning=None), RUN_ID).job("train").request
+
+
 def request_for(config: Config) -> dict:
-    training_request = build_plan(config, RUN_ID).job("train").request
+    training_request = untuned_training_request(config)
     return tuning_job_request(config, training_request, "ltr-tuning-1")
 
 
@@ -98,7 +104,7 @@ def test_bayesian_request_matches_api(tmp_path: Path) -> None:
 
 def test_training_definition_reuses_training_request(tmp_path: Path) -> None:
     config = load(tmp_path, "Random", "max_jobs = 4", NUMERIC_RANGES)
-    training_request = build_plan(config, RUN_ID).job("train").request
+    training_request = untuned_training_request(config)
 
     definition = tuning_job_request(config, training_request, "ltr-tuning-1")[
         "TrainingJobDefinition"
@@ -139,7 +145,7 @@ def test_grid_request_matches_api(tmp_path: Path) -> None:
 
 def test_invalid_tuning_job_name_rejected(tmp_path: Path) -> None:
     config = load(tmp_path, "Random", "max_jobs = 4", NUMERIC_RANGES)
-    training_request = build_plan(config, RUN_ID).job("train").request
+    training_request = untuned_training_request(config)
 
     with pytest.raises(PlanError, match="invalid tuning job name"):
         tuning_job_request(config, training_request, "ltr-ranking-tuning-20261204120000")
