@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DONE = "rerun took"
+# Ends the output of every run of the watch loop, the first included.
+DONE = "run took"
 
 
 class Watch:

@@ -170,7 +170,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(models)
     models.add_argument("--json", action="store_true", help="print the packages as JSON")
+    models.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="compare the global SHAP values of two versions' explainability reports, each "
+        "a version of [register] model_package_group (3) or GROUP/VERSION (ltr-ranking/3)",
+    )
+
+    tuning = commands.add_parser("tuning", help="show the training jobs of a tuning job")
+    tuning_commands = tuning.add_subparsers(dest="tuning_command", required=True)
+    tuning_show = tuning_commands.add_parser(
+        "show", help="print a tuning job's training jobs: values, objective, status, duration"
+    )
+    _add_config_options(tuning_show)
+    tuning_show.add_argument(
+        "name", nargs="?", help="the tuning job (default: the one that ran last)"
+    )
+    tuning_show.add_argument("--json", action="store_true", help="print the table as JSON")
     return parser
+
+
+def command_tuning(args: argparse.Namespace, console: Console) -> int:
+    from harness.local.pipeline import workspace_of
+    from harness.local.tuning_job import read_trial_table
+    from harness.report.summary import print_tuning_table
+
+    table = read_trial_table(workspace_of(_load(args)), args.name)
+    if args.json:
+        print(json.dumps(table, indent=2))
+    else:
+        print_tuning_table(console, table)
+    return 0
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -247,7 +278,9 @@ class ConsoleEvents:
 
     def _is_metric_line(self, job, line: str) -> bool:  # type: ignore[no-untyped-def]
         if job.name not in self._metric_patterns:
-            definitions = job.request.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
+            # A tuning job's request carries the algorithm in its TrainingJobDefinition.
+            request = job.request.get("TrainingJobDefinition", job.request)
+            definitions = request.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
             self._metric_patterns[job.name] = [re.compile(d["Regex"]) for d in definitions]
         return any(pattern.search(line) for pattern in self._metric_patterns[job.name])
 
@@ -256,7 +289,10 @@ class ConsoleEvents:
 
     def job_line(self, job, host: str, line: str) -> None:  # type: ignore[no-untyped-def]
         if self.output == "logs" or (self.output == "progress" and self._is_metric_line(job, line)):
-            self.console.print(f"[dim]{job.step} {host} |[/dim] {escape(line)}", highlight=False)
+            # soft_wrap keeps long paths in one piece when the output goes to a file.
+            self.console.print(
+                f"[dim]{job.step} {host} |[/dim] {escape(line)}", highlight=False, soft_wrap=True
+            )
 
     def step_finished(self, job, outcome) -> None:  # type: ignore[no-untyped-def]
         from harness.report.summary import STATUS_STYLES
@@ -279,7 +315,7 @@ class ConsoleEvents:
                     self.console.print(f"    {escape(line)}", highlight=False)
 
     def message(self, text: str) -> None:
-        self.console.print(f"[dim]{escape(text)}[/dim]")
+        self.console.print(f"[dim]{escape(text)}[/dim]", soft_wrap=True)
 
 
 def command_config(args: argparse.Namespace, console: Console) -> int:
@@ -363,6 +399,8 @@ def command_models(args: argparse.Namespace, console: Console) -> int:
 
     config = _load(args)
     workspace = workspace_of(config)
+    if args.compare:
+        return _compare_models(args, config, workspace, console)
     if not (workspace / "control-plane.jsonl").exists():
         console.print(
             f"No model packages yet: the workspace {workspace} has no runs. Run `harness run` first."
@@ -402,6 +440,34 @@ def command_models(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _compare_models(  # type: ignore[no-untyped-def]
+    args: argparse.Namespace, config, workspace: Path, console: Console
+) -> int:
+    """Print the global SHAP values of two model package versions side by side."""
+    from harness.local.embedded import EmbeddedAWS
+    from harness.local.registry import parse_version, read_explainability_report
+    from harness.report.explanations import ExplainedVersion, compare_versions, print_comparison
+
+    default_group = config.section_values("register").get("model_package_group")
+    versions = [parse_version(text, default_group) for text in args.compare]
+    if not (workspace / "control-plane.jsonl").exists():
+        raise HarnessError(
+            f"--compare {' '.join(args.compare)}: the workspace {workspace} has no model "
+            "packages yet. Fix: run `harness run` to register a model first."
+        )
+    explained = []
+    with EmbeddedAWS(workspace, config.session.region) as aws:
+        for group, version in versions:
+            analysis, uri = read_explainability_report(aws, group, version)
+            explained.append(ExplainedVersion(f"{group}/{version}", uri, analysis))
+    comparison = compare_versions(*explained)
+    if args.json:
+        print(json.dumps(comparison.to_json(), indent=2))
+    else:
+        print_comparison(console, comparison)
+    return 0
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -412,6 +478,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if args.verbose:
+        # Their debug lines (every HTTP request, every file-watch poll) bury harness's own.
+        for name in ("botocore", "boto3", "s3transfer", "urllib3", "watchfiles", "werkzeug"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     console = Console(highlight=False)
     # `kill` (SIGTERM) ends a run the way Ctrl-C does: job processes ended, records saved.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -421,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "watch": command_watch,
         "config": command_config,
         "models": command_models,
+        "tuning": command_tuning,
     }
     try:
         return handlers[args.command](args, console)

@@ -142,7 +142,8 @@ class Watcher:
             self.console.print(metrics_table(self.previous, current))
             self.previous = current
         self.console.print(
-            f"[dim]rerun took {time.monotonic() - started:.2f} s; watching for changes "
+            f"[dim]{'rerun' if self.reruns > 1 else 'first run'} took "
+            f"{time.monotonic() - started:.2f} s; watching for changes "
             "(Ctrl-C to stop)[/dim]"
         )
         return record

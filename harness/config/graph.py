@@ -12,6 +12,7 @@ STEP_ORDER: tuple[str, ...] = (
     "train",
     "predict",
     "evaluate",
+    "explain",
     "condition",
     "register",
     "package",
@@ -23,6 +24,7 @@ JOB_KINDS: Mapping[str, InstanceKind] = {
     "train": "training",
     "predict": "processing",
     "evaluate": "processing",
+    "explain": "processing",
     "package": "processing",
 }
 
@@ -34,6 +36,7 @@ STEP_INPUTS: Mapping[str, Mapping[str, str]] = {
     "train": {"train": "prepare", "validation": "prepare"},
     "predict": {"model": "train", "test": "prepare"},
     "evaluate": {"predictions": "predict", "validation": "prepare"},
+    "explain": {"model": "train", "test": "prepare", "schema": "prepare"},
     "condition": {"evaluation": "evaluate"},
     "register": {"model": "train", "model metrics": "evaluate"},
     "package": {"model": "train", "schema": "prepare"},

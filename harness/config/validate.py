@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterator, Mapping
 
 from harness.config.checks import CheckContext, did_you_mean
+from harness.config.explain import check_explain
 from harness.config.graph import JOB_KINDS, STEP_INPUTS
 from harness.config.model import Origin, Problem
 from harness.config.schema import SECTIONS, MapSectionSpec, SectionSpec, StepList
@@ -25,6 +26,7 @@ def validate(layered: LayeredSources, context: CheckContext) -> list[Problem]:
             problems.extend(_check_section(spec, keys, context))
         else:
             problems.extend(_check_map_section(spec, keys))
+    problems.extend(check_explain(layered, context))
 
     steps = selected_steps(layered, context)
     # A file that could not be read may hold the missing keys, so report missing keys only

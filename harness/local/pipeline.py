@@ -26,8 +26,9 @@ from harness.local.jobs import (
     run_training_job,
 )
 from harness.local.processes import end_orphans
-from harness.plan.build import READS, Plan, PlannedJob, hash_files
+from harness.plan.build import EXPLAINABILITY_REPORT, Plan, PlannedJob, hash_files
 from harness.plan.code import step_code_files
+from harness.tuning.records import status_counts
 
 logger = logging.getLogger(__name__)
 
@@ -180,12 +181,26 @@ class LocalRunner:
         background, so that a job the cache answers now finds its worker warm on the next run."""
         if self.launcher is None:
             return
-        kinds = [
-            launcher_kind(job.request)
-            for job in self.plan.jobs
-            if job.kind in ("training", "processing")
-        ]
-        self.launcher.prestart(kinds, sys.executable, self._env or _inherited_environment())
+        for kind, env in self.worker_environments().items():
+            self.launcher.prestart([kind], sys.executable, env)
+
+    def worker_environments(self) -> dict[str, dict[str, str]]:
+        """Return, for each kind of warm worker the plan's jobs use, the environment of the
+        first such job, without the variables that differ from job to job."""
+        base = self._env or {
+            **_inherited_environment(),
+            **(self._aws.environment() if self._aws is not None else {}),
+        }
+        environments: dict[str, dict[str, str]] = {}
+        for job in self.plan.jobs:
+            if job.kind == "tuning":
+                kind, request = "training", job.request["TrainingJobDefinition"]
+            elif job.kind in ("training", "processing"):
+                kind, request = launcher_kind(job.request), job.request
+            else:
+                continue
+            environments.setdefault(kind, {**base, **request.get("Environment", {})})
+        return environments
 
     def _save(self, record: RunRecord, started: float) -> None:
         record.duration = time.time() - started
@@ -267,7 +282,7 @@ class LocalRunner:
             return self._condition(job, record)
         if job.kind == "register":
             return self._register(job, record)
-        if job.kind not in ("training", "processing"):
+        if job.kind not in ("training", "processing", "tuning"):
             raise AssertionError(f"unknown job kind {job.kind}")
 
         key = self._cache_key(job)
@@ -280,6 +295,9 @@ class LocalRunner:
 
         def sink(host: str, line: str) -> None:
             self.events.job_line(job, host, line)
+
+        if job.kind == "tuning":
+            return self._tuning(job, key, sink)
 
         aws = self.aws()
         request = self._resolve_inputs(job)
@@ -301,6 +319,62 @@ class LocalRunner:
         outcome.cache_key = key
         return outcome
 
+    def _tuning(self, job: PlannedJob, key: str, sink: Any) -> StepOutcome:
+        """Run the train step as a hyperparameter tuning job and keep its best model."""
+        from harness.local.tuning_job import run_local_tuning_job, tuning_job_name
+
+        assert self.config.tuning is not None
+        aws = self.aws()
+        # Named by what it computes, so that a rerun after an interruption resumes it. A rerun
+        # that --no-cache or --from asks for starts a new tuning job.
+        static = job.request["TrainingJobDefinition"]["StaticHyperParameters"]
+        identity = [key, static.get("sagemaker_submit_directory", "")]
+        if not self.use_cache or job.step in self.forced:
+            identity.append(self.plan.run_id)
+        name = tuning_job_name(self.plan.pipeline, *identity)
+        request = _replace_strings(self._resolve_inputs(job), {job.name: name})
+        tuning = run_local_tuning_job(
+            aws, request, self.config.tuning, self._env, sink, self.launcher, self.events.message
+        )
+        outcome = StepOutcome(
+            job.step,
+            name,
+            tuning.status,
+            tuning.duration,
+            failure_reason=tuning.failure_reason,
+            metrics=tuning.metrics,
+            cache_key=key,
+        )
+        if tuning.result is not None:
+            counts = ", ".join(
+                f"{count} {status}"
+                for status, count in status_counts(tuning.result.trials).items()
+                if count
+            )
+            best = f"best {tuning.best_job[len(name) + 1 :]}; " if tuning.best_job else ""
+            outcome.detail = f"{best}{counts}"
+            self.events.message(
+                f"tuning job {name}: {tuning.result.completion_reason}; "
+                f"report {tuning.report_path}; `harness tuning show` prints the training jobs"
+            )
+        if tuning.status == "Completed":
+            outcome.outputs = {"model": tuning.model_uri}
+            entry = self.cache.store(
+                self.cache.entry_for(
+                    job.step,
+                    key,
+                    name,
+                    self.plan.run_id,
+                    outcome.outputs,
+                    metrics=outcome.metrics,
+                    duration=outcome.duration,
+                    detail=outcome.detail,
+                    extra={"tuning_job": name, "best_training_job": tuning.best_job},
+                )
+            )
+            self._resolve(job.step, entry)
+        return outcome
+
     def _from_cache(self, job: PlannedJob, entry: CacheEntry) -> StepOutcome:
         self._resolve(job.step, entry)
         return StepOutcome(
@@ -320,7 +394,8 @@ class LocalRunner:
 
     def _input_digests(self, step: str) -> dict[str, str]:
         return {
-            name: self.digests[upstream][output] for name, (upstream, output) in READS[step].items()
+            name: self.digests[upstream][output]
+            for name, (upstream, output) in self.plan.reads(step).items()
         }
 
     def _cache_key(self, job: PlannedJob) -> str:
@@ -352,7 +427,7 @@ class LocalRunner:
     def _resolve_inputs(self, job: PlannedJob) -> dict[str, Any]:
         """Point the request's inputs at where the upstream outputs are in this run."""
         swaps = {}
-        for upstream, output in READS[job.step].values():
+        for upstream, output in self.plan.reads(job.step).values():
             planned = (
                 self.plan.dataset_uri
                 if upstream == "dataset"
@@ -406,7 +481,7 @@ class LocalRunner:
             job.request,
             {
                 self.plan.job(upstream).outputs[output]: self.resolved[upstream][output]
-                for upstream, output in READS["register"].values()
+                for upstream, output in self.plan.reads("register").values()
             },
         )
         # The statistics file is the evaluation report itself, wherever this run found it.
@@ -414,6 +489,11 @@ class LocalRunner:
         statistics["S3Uri"] = (
             self.resolved["evaluate"]["evaluation"].rstrip("/") + "/evaluation.json"
         )
+        explainability = request["ModelMetrics"].get("Explainability")
+        if explainability is not None:
+            explainability["Report"]["S3Uri"] = (
+                self.resolved["explain"]["explain"].rstrip("/") + "/" + EXPLAINABILITY_REPORT
+            )
         if record.condition is None:
             # Without the quality gate a person decides, which is SageMaker's default status.
             request["ModelApprovalStatus"] = "PendingManualApproval"

@@ -4,7 +4,10 @@ The graph of the reference ranking pipeline is fixed; the configuration chooses 
 run and fills in each request:
 
     prepare -> train -> predict -> evaluate -> condition -> register
+                    \\-> explain ------------------------------/
                                                     \\-> package (only when the condition holds)
+
+explain is optional: when it runs, register attaches its analysis.json to the model package.
 
 Training and processing steps become CreateTrainingJob and CreateProcessingJob requests, in
 exactly the shape the API takes. The condition keeps the shape of a pipeline definition's
@@ -24,7 +27,16 @@ from harness.errors import HarnessError
 from harness.plan import images
 
 # Every step of the reference pipeline, in graph order.
-PIPELINE_STEPS = ("prepare", "train", "predict", "evaluate", "condition", "register", "package")
+PIPELINE_STEPS = (
+    "prepare",
+    "train",
+    "predict",
+    "evaluate",
+    "explain",
+    "condition",
+    "register",
+    "package",
+)
 
 # The steps each step reads outputs from.
 UPSTREAM: dict[str, tuple[str, ...]] = {
@@ -32,6 +44,7 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "train": ("prepare",),
     "predict": ("train", "prepare"),
     "evaluate": ("predict", "prepare"),
+    "explain": ("train", "prepare"),
     "condition": ("evaluate",),
     "register": ("condition", "train", "evaluate"),
     "package": ("condition", "train", "prepare"),
@@ -48,9 +61,19 @@ READS: dict[str, dict[str, tuple[str, str]]] = {
         "validation": ("prepare", "validation"),
         "schema": ("prepare", "schema"),
     },
+    "explain": {
+        "model": ("train", "model"),
+        "test": ("prepare", "test"),
+        "schema": ("prepare", "schema"),
+    },
     "condition": {"evaluation": ("evaluate", "evaluation")},
     "register": {"model": ("train", "model"), "evaluation": ("evaluate", "evaluation")},
     "package": {"model": ("train", "model"), "schema": ("prepare", "schema")},
+}
+
+# Outputs a step reads only when their step is in the plan, in the layout of READS.
+OPTIONAL_READS: dict[str, dict[str, tuple[str, str]]] = {
+    "register": {"explainability": ("explain", "explain")},
 }
 
 SPARK_STEPS = frozenset({"prepare", "evaluate"})
@@ -60,6 +83,9 @@ CODE_LOCAL_PATH = f"{PROCESSING_INPUT_ROOT}/code"
 
 # The property file that the condition reads, as a SageMaker PropertyFile names it.
 EVALUATION_PROPERTY_FILE = "EvaluationReport"
+
+# The explain step's file that register attaches as ModelMetrics.Explainability.Report.
+EXPLAINABILITY_REPORT = "analysis.json"
 
 
 class PlanError(HarnessError):
@@ -86,7 +112,7 @@ class PlannedJob:
     """One step of the run: its request and the S3 URIs of what it produces."""
 
     step: str
-    kind: str  # processing | training | condition | register
+    kind: str  # processing | training | tuning | condition | register
     name: str
     depends_on: tuple[str, ...]
     request: dict[str, Any]
@@ -108,6 +134,17 @@ class Plan:
     def evaluation_report_uri(self) -> str:
         """Return the S3 URI of evaluation.json, the file the condition reads."""
         return self.job("evaluate").outputs["evaluation"] + "evaluation.json"
+
+    def reads(self, step: str) -> dict[str, tuple[str, str]]:
+        """Return the outputs that `step` reads in this plan: READS, plus the OPTIONAL_READS
+        whose upstream step is in the plan."""
+        planned = {job.step for job in self.jobs}
+        optional = {
+            name: (upstream, output)
+            for name, (upstream, output) in OPTIONAL_READS.get(step, {}).items()
+            if upstream in planned
+        }
+        return {**READS[step], **optional}
 
     def job(self, step: str) -> PlannedJob:
         for job in self.jobs:
@@ -168,6 +205,33 @@ def _script(step: StepConfig) -> str:
             "steps/, which is shipped to the job as its code. Fix: move the script under steps/."
         )
     return Path(*parts[1:]).as_posix()
+
+
+def _tuning_job(
+    config: Config, training: PlannedJob, pipeline: str, run_id: str, output_path: str
+) -> PlannedJob:
+    """Return the train step as a hyperparameter tuning job over `training`'s request.
+
+    The model's location is a placeholder until the tuning job picks its best training job;
+    the local runner then points predict, register and package at that job's model.
+    """
+    from harness.plan.tuning import tuning_job_request
+
+    # At most 32 characters: 12 of the pipeline name, "-tune-" and the 14-digit run id.
+    name = f"{pipeline[:12].rstrip('-')}-tune-{run_id}"
+    request = tuning_job_request(config, training.request, name)
+    static = request["TrainingJobDefinition"]["StaticHyperParameters"]
+    if "sagemaker_job_name" in static:
+        # The training jobs belong to the tuning job, whose name they carry.
+        static["sagemaker_job_name"] = name
+    return PlannedJob(
+        "train",
+        "tuning",
+        name,
+        training.depends_on,
+        request,
+        {"model": f"{output_path}/{name}/best-training-job/output/model.tar.gz"},
+    )
 
 
 def _processing_input(name: str, uri: str, distribution: str = "FullyReplicated") -> dict[str, Any]:
@@ -377,6 +441,8 @@ def build_plan(config: Config, run_id: str) -> Plan:
             ),
             {"model": f"{output_path}/{name}/output/model.tar.gz"},
         )
+        if config.tuning is not None:
+            jobs["train"] = _tuning_job(config, jobs["train"], pipeline, run_id, output_path)
 
     if "predict" in selected:
         step = config.steps["predict"]
@@ -437,6 +503,42 @@ def build_plan(config: Config, run_id: str) -> Plan:
                     f"{PROCESSING_INPUT_ROOT}/schema",
                     "--output-dir",
                     f"{PROCESSING_OUTPUT_ROOT}/evaluation",
+                ],
+            ),
+            outputs,
+        )
+
+    if "explain" in selected:
+        step = config.steps["explain"]
+        outputs = {"explain": out("explain", "explain")}
+        # NOTE: SageMaker's TensorFlow images may not include shap, which explain.py imports,
+        # so a cloud run may need an image or requirements that add it.
+        jobs["explain"] = PlannedJob(
+            "explain",
+            "processing",
+            job_name("explain"),
+            ("train", "prepare"),
+            _processing_request(
+                config,
+                step,
+                job_name("explain"),
+                code_uri,
+                [
+                    _processing_input("model", jobs["train"].outputs["model"]),
+                    # Every instance reads the whole split: explain draws its own sample of it.
+                    _processing_input("test", jobs["prepare"].outputs["test"]),
+                    _processing_input("schema", jobs["prepare"].outputs["schema"]),
+                ],
+                outputs,
+                [
+                    "--model-dir",
+                    f"{PROCESSING_INPUT_ROOT}/model",
+                    "--input-dir",
+                    f"{PROCESSING_INPUT_ROOT}/test",
+                    "--schema-dir",
+                    f"{PROCESSING_INPUT_ROOT}/schema",
+                    "--output-dir",
+                    f"{PROCESSING_OUTPUT_ROOT}/explain",
                 ],
             ),
             outputs,
@@ -507,6 +609,15 @@ def build_plan(config: Config, run_id: str) -> Plan:
                 "CustomerMetadataProperties": {"pipeline": pipeline, "run_id": run_id},
             },
         )
+        if "explain" in jobs:
+            # Attached whatever the condition decides, so a Rejected model keeps its report too.
+            jobs["register"].depends_on += ("explain",)
+            jobs["register"].request["ModelMetrics"]["Explainability"] = {
+                "Report": {
+                    "ContentType": "application/json",
+                    "S3Uri": jobs["explain"].outputs["explain"] + EXPLAINABILITY_REPORT,
+                }
+            }
 
     if "package" in selected:
         step = config.steps["package"]

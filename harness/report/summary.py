@@ -81,6 +81,10 @@ def print_run_summary(console: Console, record: RunRecord) -> None:
         )
     console.print(f"  job folders and logs: {workspace / 'jobs'}", soft_wrap=True)
     console.print(f"  run record: {workspace / 'runs' / (record.run_id + '.json')}", soft_wrap=True)
+    explain = record.step("explain")
+    if explain is not None and "explain" in explain.outputs:
+        folder = workspace / "s3" / explain.outputs["explain"].removeprefix("s3://")
+        console.print(f"  explain report: {folder / 'report.html'}", soft_wrap=True)
 
 
 def _run_prefix(uri: str) -> str:
@@ -135,3 +139,50 @@ def print_models(console: Console, packages: list[dict[str, Any]]) -> None:
     if packages:
         prefix = packages[0]["ModelPackageArn"].rsplit("/", 2)[0]
         console.print(f"ARN of each: {prefix}/<model package>", soft_wrap=True)
+
+
+def print_tuning_table(console: Console, table: dict) -> None:
+    """Print a tuning job's training jobs, best first marked with *, in launch order."""
+    objective = table["objective"]
+    console.print(
+        f"Tuning job {table['tuning_job_name']} ({table['strategy']}): {table['status']}, "
+        f"{table['completion_reason']}. Objective: {objective['MetricName']} "
+        f"({objective['Type']})."
+    )
+    names = table["tuned_hyperparameters"]
+    grid = Table(show_lines=False)
+    grid.add_column("training job", no_wrap=True)
+    for name in names:
+        grid.add_column(name, justify="right")
+    grid.add_column("objective", justify="right")
+    grid.add_column("status", no_wrap=True)
+    grid.add_column("duration", justify="right", no_wrap=True)
+    for job in table["training_jobs"]:
+        short = job["name"][len(table["tuning_job_name"]) + 1 :]
+        marker = "* " if job["name"] == table["best_training_job"] else "  "
+        objective_text = "" if job["objective"] is None else f"{job['objective']:.4f}"
+        duration = "" if job.get("duration") is None else f"{job['duration']:.1f} s"
+        values = [_short_value(job["hyperparameters"].get(name, "")) for name in names]
+        grid.add_row(marker + short, *values, objective_text, job["status"], duration)
+    console.print(grid)
+    if table["best_training_job"]:
+        console.print(f"* best training job, whose model the later steps use: {table['model']}")
+    reasons = [
+        (
+            job["name"][len(table["tuning_job_name"]) + 1 :],
+            job.get("stop_reason") or job.get("failure_reason"),
+        )
+        for job in table["training_jobs"]
+        if job["status"] != "Completed"
+    ]
+    for short, reason in reasons:
+        if reason:
+            console.print(f"  {short}: {escape(reason)}", soft_wrap=True)
+
+
+def _short_value(text: str) -> str:
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return text if number.is_integer() and "." not in text else f"{number:.4g}"

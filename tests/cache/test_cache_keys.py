@@ -75,6 +75,13 @@ def test_configuration_changes_key(project: Path) -> None:
     assert after["prepare"] == before["prepare"]
 
 
+def test_explain_key_follows_its_arguments(project: Path) -> None:
+    before = keys(project, "20260101000000")
+    after = keys(project, "20260101000000", "explain.arguments.max-queries=1")
+    changed = {step for step in before if before[step] != after[step]}
+    assert changed == {"explain"}
+
+
 def test_input_digest_changes_key(project: Path) -> None:
     config = load_config(
         project / "config.ini", [project / "fixtures" / "fixtures.ini"], use_local=False
@@ -85,6 +92,18 @@ def test_input_digest_changes_key(project: Path) -> None:
     before = runner._cache_key(train)
     runner.digests["prepare"]["train"] = "another"
     assert runner._cache_key(train) != before
+
+
+def test_new_model_changes_explain_key(project: Path) -> None:
+    config = load_config(
+        project / "config.ini", [project / "fixtures" / "fixtures.ini"], use_local=False
+    )
+    runner = LocalRunner(config, build_plan(config, "20260101000000"))
+    runner.digests = {step: dict(values) for step, values in FAKE_DIGESTS.items()}
+    explain = runner.plan.job("explain")
+    before = runner._cache_key(explain)
+    runner.digests["train"]["model"] = "another"
+    assert runner._cache_key(explain) != before
 
 
 def test_manifest_lists_every_file(tmp_path: Path) -> None:

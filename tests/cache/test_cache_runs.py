@@ -81,6 +81,21 @@ def test_deleted_artifact_recomputed(warm_workspace: Path) -> None:
     assert again.step("prepare").status == "Completed"
 
 
+def test_explain_outputs_served_from_cache(warm_workspace: Path) -> None:
+    with_explain = "pipeline.steps=prepare, train, explain"
+    first = run(warm_workspace, with_explain, run_id="20260101000011")
+    # Earlier tests in this workspace may have left prepare or train to rerun here.
+    assert sources(first)["explain"] == "Completed"
+    output = warm_workspace / "s3" / first.step("explain").outputs["explain"].removeprefix("s3://")
+    assert (output / "analysis.json").is_file()
+    assert (output / "report.html").is_file()
+    assert (output / "explanations_shap" / "out.csv").is_file()
+
+    # test_cache_keys checks that a change of [explain.arguments] changes the key.
+    again = run(warm_workspace, with_explain, run_id="20260101000012")
+    assert sources(again) == {"prepare": "cache", "train": "cache", "explain": "cache"}
+
+
 def test_resume_after_failure(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     failed = run(workspace, "train.hyperparameters.loss=bogus", run_id="20260101000007")

@@ -169,7 +169,7 @@ def test_shared_harness_import_lists_steps(project: Path) -> None:
     line = append(project / "steps" / "common" / "contract.py", "import harness")
     assert check(project) == [
         CheckProblem(
-            "prepare, train, predict, evaluate, package",
+            "prepare, train, predict, evaluate, explain, package",
             "steps/common/contract.py",
             line,
             'imports "harness": step code runs in a SageMaker container, where harness is not '

@@ -34,7 +34,7 @@ def test_repository_config_loads(tmp_path: Path) -> None:
     config = load_config(_copy_repository_config(tmp_path), use_local=False)
 
     assert config.pipeline.name == "ltr-ranking"
-    assert set(config.steps) == {"prepare", "train", "predict", "evaluate", "package"}
+    assert set(config.steps) == {"prepare", "train", "predict", "evaluate", "explain", "package"}
     assert [item["Name"] for item in config.steps["train"].metric_definitions] == [
         "train:loss",
         "validation:ndcg@10",

@@ -63,14 +63,14 @@ def test_edit_reruns_and_prints_metrics(project: Path, mode: str) -> None:
     )
     output = Output(watch)
     try:
-        output.wait_for("rerun took", 1, timeout=400)
+        output.wait_for("first run took", 1, timeout=400)
 
         # MAP and MRR count labels at or above the threshold as relevant: raising it moves them.
         fixtures = project / "fixtures" / "fixtures.ini"
         fixtures.write_text(
             fixtures.read_text() + "\n[evaluate.arguments]\nrelevance-threshold = 3\n"
         )
-        output.wait_for("rerun took", 2, timeout=300)
+        output.wait_for("run took", 2, timeout=300)
 
         # A broken edit is reported (here by the contract checks, which run the script's
         # --help) and the loop keeps watching; saving the fix recovers.
@@ -79,7 +79,7 @@ def test_edit_reruns_and_prints_metrics(project: Path, mode: str) -> None:
         evaluate.write_text("raise RuntimeError('broken on purpose')\n" + original)
         output.wait_for("broken on purpose", 1, timeout=120)
         evaluate.write_text(original)
-        output.wait_for("rerun took", 3, timeout=300)
+        output.wait_for("run took", 3, timeout=300)
     finally:
         watch.send_signal(signal.SIGINT)
         code = watch.wait(timeout=60)

@@ -687,3 +687,32 @@ def test_close_leaves_no_process(pool: WarmPool, tmp_path: Path) -> None:
     assert psutil.Process().children(recursive=True) == []
     for process in started:
         assert not process.is_running() or process.status() == psutil.STATUS_ZOMBIE, process
+
+
+def test_prestart_environment_matches_jobs(tmp_path: Path) -> None:
+    """A prestarted worker has the start-up key of the jobs that will use it."""
+    from harness.config import load_config
+    from harness.local.embedded import EmbeddedAWS
+    from harness.local.pipeline import LocalRunner
+    from harness.local.warm import _startup_key
+    from harness.plan.build import build_plan
+    from tests.support.project import REPO
+
+    config = load_config(
+        REPO / "config.ini",
+        [REPO / "fixtures" / "fixtures.ini"],
+        [f"pipeline.workspace={tmp_path / 'ws'}"],
+        use_local=False,
+    )
+    plan = build_plan(config, "20261204120000")
+    with EmbeddedAWS(tmp_path / "ws", "us-east-1") as aws:
+        runner = LocalRunner(config, plan, events=None, aws=aws)
+        before = runner.worker_environments()
+        runner.aws()  # Stages the code and sets the environment every job gets.
+        for job in plan.jobs:
+            if job.kind not in ("training", "processing"):
+                continue
+            kind = "training" if job.kind == "training" else None
+            kind = kind or ("spark" if job.step in ("prepare", "evaluate") else "python")
+            job_env = {**runner._env, **job.request.get("Environment", {})}
+            assert _startup_key(PYTHON, before[kind]) == _startup_key(PYTHON, job_env), job.step

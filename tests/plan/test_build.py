@@ -38,8 +38,9 @@ def test_requests_match_api_shapes(plan, sagemaker_model) -> None:
     for job in plan.jobs:
         if job.kind in operations:
             validate(sagemaker_model, operations[job.kind], job.request)
-    register = dict(plan.job("register").request, ModelApprovalStatus="Approved")
-    validate(sagemaker_model, "CreateModelPackage", register)
+    for status in ("Approved", "Rejected"):
+        register = dict(plan.job("register").request, ModelApprovalStatus=status)
+        validate(sagemaker_model, "CreateModelPackage", register)
 
 
 def test_steps_in_graph_order(plan) -> None:
@@ -48,6 +49,7 @@ def test_steps_in_graph_order(plan) -> None:
         "train",
         "predict",
         "evaluate",
+        "explain",
         "condition",
         "register",
         "package",
@@ -70,6 +72,77 @@ def test_predict_input_sharded_by_key(plan) -> None:
     assert inputs["test"]["S3Uri"] == plan.job("prepare").outputs["test"]
     assert inputs["model"]["S3Uri"] == plan.job("train").outputs["model"]
     assert plan.job("predict").request["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 2
+
+
+def test_explain_reads_model_test_and_schema(plan) -> None:
+    job = plan.job("explain")
+    inputs = {i["InputName"]: i["S3Input"] for i in job.request["ProcessingInputs"]}
+    assert inputs["model"]["S3Uri"] == plan.job("train").outputs["model"]
+    assert inputs["test"]["S3Uri"] == plan.job("prepare").outputs["test"]
+    assert inputs["test"]["S3DataDistributionType"] == "FullyReplicated"
+    assert inputs["schema"]["S3Uri"] == plan.job("prepare").outputs["schema"]
+    assert job.depends_on == ("train", "prepare")
+    assert set(plan.reads("explain")) == {"model", "test", "schema"}
+
+
+def test_explain_request_runs_script_on_tensorflow(plan) -> None:
+    request = plan.job("explain").request
+    application = request["AppSpecification"]
+    assert "tensorflow-training" in application["ImageUri"]
+    assert application["ContainerEntrypoint"] == [
+        "python3",
+        "/opt/ml/processing/input/code/explain/explain.py",
+    ]
+    arguments = application["ContainerArguments"]
+    pairs = dict(zip(arguments[::2], arguments[1::2], strict=True))
+    assert pairs["--model-dir"] == "/opt/ml/processing/input/model"
+    assert pairs["--input-dir"] == "/opt/ml/processing/input/test"
+    assert pairs["--schema-dir"] == "/opt/ml/processing/input/schema"
+    assert pairs["--output-dir"] == "/opt/ml/processing/output/explain"
+    # fixtures.ini keeps the fixture run short.
+    assert pairs["--max-queries"] == "2"
+    assert pairs["--num-samples"] == "64"
+    [output] = request["ProcessingOutputConfig"]["Outputs"]
+    assert output["OutputName"] == "explain"
+    assert output["S3Output"]["LocalPath"] == "/opt/ml/processing/output/explain"
+    assert output["S3Output"]["S3Uri"] == plan.job("explain").outputs["explain"]
+    assert request["ProcessingResources"]["ClusterConfig"]["InstanceCount"] == 1
+
+
+def test_register_attaches_explain_report(plan) -> None:
+    register = plan.job("register")
+    report = register.request["ModelMetrics"]["Explainability"]["Report"]
+    assert report == {
+        "ContentType": "application/json",
+        "S3Uri": plan.job("explain").outputs["explain"] + "analysis.json",
+    }
+    assert "explain" in register.depends_on
+    assert plan.reads("register")["explainability"] == ("explain", "explain")
+
+
+def test_register_without_explain_has_no_report() -> None:
+    config = load_config(
+        REPO / "config.ini",
+        [REPO / "fixtures" / "fixtures.ini"],
+        ["pipeline.steps=prepare, train, predict, evaluate, condition, register"],
+        use_local=False,
+    )
+    plan = build_plan(config, RUN_ID)
+    register = plan.job("register")
+    assert "Explainability" not in register.request["ModelMetrics"]
+    assert "explain" not in register.depends_on
+    assert "explainability" not in plan.reads("register")
+
+
+def test_explain_without_evaluate_plans() -> None:
+    config = load_config(
+        REPO / "config.ini",
+        [REPO / "fixtures" / "fixtures.ini"],
+        ["pipeline.steps=prepare, train, explain"],
+        use_local=False,
+    )
+    plan = build_plan(config, RUN_ID)
+    assert [job.step for job in plan.jobs] == ["prepare", "train", "explain"]
 
 
 def test_hyperparameters_carry_framework_parameters(plan) -> None:

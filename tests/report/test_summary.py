@@ -1,0 +1,36 @@
+"""The run summary: where a run's explain report is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from harness.local.pipeline import RunRecord, StepOutcome
+from harness.report.summary import print_run_summary
+
+RUN_PREFIX = "s3://harness-local-artifacts/ltr-ranking/runs/20261204120000"
+
+
+def summary_text(record: RunRecord) -> str:
+    console = Console(record=True, width=300)
+    print_run_summary(console, record)
+    return console.export_text()
+
+
+def test_summary_prints_explain_report(tmp_path: Path) -> None:
+    record = RunRecord("20261204120000", "ltr-ranking", "2026-12-04", workspace=str(tmp_path))
+    outputs = {"explain": f"{RUN_PREFIX}/explain/explain"}
+    record.steps.append(StepOutcome("explain", "job", "Completed", outputs=outputs))
+
+    text = summary_text(record)
+
+    report = tmp_path / "s3" / RUN_PREFIX.removeprefix("s3://") / "explain/explain/report.html"
+    assert f"explain report: {report}" in text
+
+
+def test_summary_without_explain_names_no_report(tmp_path: Path) -> None:
+    record = RunRecord("20261204120000", "ltr-ranking", "2026-12-04", workspace=str(tmp_path))
+    record.steps.append(StepOutcome("explain", "job", "Skipped"))
+
+    assert "explain report" not in summary_text(record)
