@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import logging
@@ -291,13 +292,12 @@ class LocalRunner:
             if entry is not None:
                 return self._from_cache(job, entry)
 
-        self.events.step_started(job)
-
         def sink(host: str, line: str) -> None:
             self.events.job_line(job, host, line)
 
         if job.kind == "tuning":
             return self._tuning(job, key, sink)
+        self.events.step_started(job)
 
         aws = self.aws()
         request = self._resolve_inputs(job)
@@ -332,6 +332,7 @@ class LocalRunner:
         if not self.use_cache or job.step in self.forced:
             identity.append(self.plan.run_id)
         name = tuning_job_name(self.plan.pipeline, *identity)
+        self.events.step_started(dataclasses.replace(job, name=name))
         request = _replace_strings(self._resolve_inputs(job), {job.name: name})
         tuning = run_local_tuning_job(
             aws, request, self.config.tuning, self._env, sink, self.launcher, self.events.message

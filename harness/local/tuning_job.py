@@ -115,6 +115,8 @@ def run_local_tuning_job(
     }
     models = _ModelIndex(folder / f"{name}.models.json")
 
+    # Training jobs that ended in this run, for the progress count.
+    counter, counter_lock = {"ended": 0}, threading.Lock()
     _create_tuning_job(aws, request)
     aws.patch_job("tuning", name, hyper_parameter_tuning_job_status="InProgress")
 
@@ -132,11 +134,29 @@ def run_local_tuning_job(
             if should_stop():
                 stop.set()
 
+        def watch_for_stop() -> None:
+            # A job that prints nothing for a while still stops as soon as it is asked to.
+            while not finished.wait(0.2):
+                if should_stop():
+                    stop.set()
+                    return
+
+        finished = threading.Event()
+        threading.Thread(target=watch_for_stop, name=f"stop-{trial_name}", daemon=True).start()
         trial = training_job_request(definition, trial_name, hyperparameters)
-        result = run_training_job(aws, trial, base_env, trial_sink, launcher, stop)
+        try:
+            result = run_training_job(aws, trial, base_env, trial_sink, launcher, stop)
+        finally:
+            finished.set()
         if result.status == COMPLETED:
             models.add(trial_name, result.outputs["model"])
-        announce(_trial_line(tuning, trial_name[len(name) + 1 :], hyperparameters, result))
+        with counter_lock:
+            counter["ended"] += 1
+            ended = counter["ended"]
+        announce(
+            f"[{ended}/{tuning.max_jobs}] "
+            + _trial_line(tuning, trial_name[len(name) + 1 :], hyperparameters, result)
+        )
         return TrainingJobResult(result.status, result.failure_reason or None)
 
     try:
@@ -291,11 +311,22 @@ def _tuned_names(request: dict[str, Any]) -> list[str]:
 def _trial_line(tuning: TuningConfig, short_name: str, hyperparameters, result) -> str:  # type: ignore[no-untyped-def]
     values = result.metrics.get(tuning.objective_metric) or []
     objective = f"{tuning.objective_metric} {values[-1]:.4f}" if values else "no objective"
-    tuned = ", ".join(f"{r.name}={hyperparameters.get(r.name, '?')}" for r in tuning.ranges)
+    tuned = ", ".join(
+        f"{r.name}={_short_number(hyperparameters.get(r.name, '?'))}" for r in tuning.ranges
+    )
     return (
         f"training job {short_name} {result.status.lower()} in {result.duration:.1f} s: "
         f"{objective} ({tuned})"
     )
+
+
+def _short_number(text: str) -> str:
+    """Return a number with 4 significant digits; other values as they are."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return text if number.is_integer() and "." not in text else f"{number:.4g}"
 
 
 def write_trial_table(
@@ -332,18 +363,41 @@ def read_trial_table(workspace: Path, name: str | None = None) -> dict[str, Any]
     tables = sorted(folder.glob("*.json"), key=lambda path: path.stat().st_mtime)
     tables = [path for path in tables if not path.name.endswith(".models.json")]
     if not tables:
+        fixtures = workspace / "fixtures" / "tuning"
+        hint = (
+            " The fixtures workspace has tuning jobs: add -c fixtures/fixtures.ini."
+            if fixtures.is_dir() and any(fixtures.glob("*.json"))
+            else ""
+        )
         raise HarnessError(
-            f"no tuning job has run in the workspace {workspace}. Fix: add a [tuning] section "
-            "(see config.ini) and run `harness run`."
+            f"no tuning job has finished in the workspace {workspace}.{hint} Fix: run "
+            "`harness run` with a [tuning] section (docs/examples/tuning.ini is one), with "
+            "the same -c files as `harness tuning show`."
         )
     if name is None:
-        path = tables[-1]
+        path = _last_run_tuning_table(workspace, folder) or tables[-1]
     else:
         path = folder / f"{name}.json"
         if path not in tables:
             known = ", ".join(p.stem for p in tables)
             raise HarnessError(f"no tuning job {name!r} in {folder}. Known tuning jobs: {known}.")
     return json.loads(path.read_text())
+
+
+def _last_run_tuning_table(workspace: Path, folder: Path) -> Path | None:
+    """Return the trial table of the tuning job that the latest run used, cached or not."""
+    records = sorted((workspace / "runs").glob("*.json"))
+    if not records:
+        return None
+    try:
+        steps = json.loads(records[-1].read_text()).get("steps", [])
+    except (OSError, ValueError):
+        return None
+    for step in steps:
+        path = folder / f"{step.get('name', '')}.json"
+        if step.get("step") == "train" and path.is_file():
+            return path
+    return None
 
 
 def _trial_entry(trial) -> dict[str, Any]:  # type: ignore[no-untyped-def]

@@ -213,6 +213,11 @@ class _TuningRun:
             except BaseException:
                 self.abort.set()
                 wait(futures)
+                # A training job that ended on its own before the interruption is kept;
+                # one that the interruption stopped runs again when the tuning job resumes.
+                for future, job in futures.items():
+                    if future.exception() is None and future.result().status != STOPPED:
+                        self._finish_job(job, future.result())
                 raise
 
         with self.lock:
