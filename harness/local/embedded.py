@@ -193,9 +193,9 @@ class EmbeddedAWS:
     def download(self, bucket: str, key: str, local: Path, etag: str = "") -> None:
         """Download one object to `local`, which appears only once it is complete.
 
-        With the object's `etag` from a listing, the workspace copy is used instead of a
-        GetObject request when its MD5 digest equals that ETag (a single-part upload's ETag
-        is the MD5 digest of its bytes), so the bytes are the ones S3 holds.
+        With the object's `etag` from a listing, the workspace copy replaces the GetObject
+        request when its MD5 digest equals that ETag. A single-part upload's ETag is the MD5
+        digest of its bytes, so the copied bytes are the ones S3 contains.
         """
         local.parent.mkdir(parents=True, exist_ok=True)
         mirror = self._mirror_path(bucket, key)

@@ -179,7 +179,7 @@ class LocalRunner:
 
     def _prestart_workers(self) -> None:
         """Have the launcher start a warm worker for each kind of job in the plan, in the
-        background, so that a job the cache answers now finds its worker warm on the next run."""
+        background, so that a job served from the cache now finds its worker warm on the next run."""
         if self.launcher is None:
             return
         for kind, env in self.worker_environments().items():
@@ -230,7 +230,7 @@ class LocalRunner:
                 (path, source_uri + path.relative_to(bundle.folder).as_posix())
                 for path in bundle.files
             )
-            # The archive goes last: its presence says that the whole bundle is there.
+            # The archive goes last: its presence means that the whole bundle is there.
             aws.put_file(archive, archive_uri)
             self.events.message(f"uploaded step code to {source_uri}")
 
@@ -326,7 +326,7 @@ class LocalRunner:
         assert self.config.tuning is not None
         aws = self.aws()
         # Named by what it computes, so that a rerun after an interruption resumes it. A rerun
-        # that --no-cache or --from asks for starts a new tuning job.
+        # that --no-cache or --from requests starts a new tuning job.
         static = job.request["TrainingJobDefinition"]["StaticHyperParameters"]
         identity = [key, static.get("sagemaker_submit_directory", "")]
         if not self.use_cache or job.step in self.forced:

@@ -29,6 +29,7 @@ from harness.config import TuningConfig
 from harness.errors import HarnessError
 from harness.local.embedded import EmbeddedAWS
 from harness.local.jobs import Launcher, LineSink, run_training_job
+from harness.report.summary import short_number
 from harness.tuning import COMPLETED, TrainingJobResult, TuningResult, run_tuning_job
 from harness.tuning.records import status_counts
 
@@ -72,7 +73,7 @@ def training_job_request(
 
 @dataclass
 class TuningJobOutcome:
-    """What the tuning job left: its status, the best training job with a model, and its files."""
+    """The outcome of a tuning job: its status, the best training job with a model, and its files."""
 
     status: str  # Completed | Failed
     result: TuningResult | None = None
@@ -312,21 +313,12 @@ def _trial_line(tuning: TuningConfig, short_name: str, hyperparameters, result) 
     values = result.metrics.get(tuning.objective_metric) or []
     objective = f"{tuning.objective_metric} {values[-1]:.4f}" if values else "no objective"
     tuned = ", ".join(
-        f"{r.name}={_short_number(hyperparameters.get(r.name, '?'))}" for r in tuning.ranges
+        f"{r.name}={short_number(hyperparameters.get(r.name, '?'))}" for r in tuning.ranges
     )
     return (
         f"training job {short_name} {result.status.lower()} in {result.duration:.1f} s: "
         f"{objective} ({tuned})"
     )
-
-
-def _short_number(text: str) -> str:
-    """Return a number with 4 significant digits; other values as they are."""
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return text if number.is_integer() and "." not in text else f"{number:.4g}"
 
 
 def write_trial_table(

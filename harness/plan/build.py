@@ -212,8 +212,8 @@ def _tuning_job(
 ) -> PlannedJob:
     """Return the train step as a hyperparameter tuning job over `training`'s request.
 
-    The model's location is a placeholder until the tuning job picks its best training job;
-    the local runner then points predict, register and package at that job's model.
+    The model's location is a placeholder until the tuning job picks its best training job.
+    The local runner then points predict, register and package at that job's model.
     """
     from harness.plan.tuning import tuning_job_request
 

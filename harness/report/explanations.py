@@ -169,9 +169,11 @@ def print_comparison(console: Console, comparison: Comparison) -> None:
     for column in ("A", "B", "change", "rank change"):
         table.add_column(column, justify="right", no_wrap=True)
     for row in comparison.features:
-        style = (
-            "green" if (row.rank_change or 0) > 0 else "red" if (row.rank_change or 0) < 0 else ""
-        )
+        style = ""
+        if (row.rank_change or 0) > 0:
+            style = "green"
+        elif (row.rank_change or 0) < 0:
+            style = "red"
         rank = _rank_change(row)
         table.add_row(
             escape(row.feature),

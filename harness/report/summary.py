@@ -162,7 +162,7 @@ def print_tuning_table(console: Console, table: dict) -> None:
         marker = "* " if job["name"] == table["best_training_job"] else "  "
         objective_text = "" if job["objective"] is None else f"{job['objective']:.4f}"
         duration = "" if job.get("duration") is None else f"{job['duration']:.1f} s"
-        values = [_short_value(job["hyperparameters"].get(name, "")) for name in names]
+        values = [short_number(job["hyperparameters"].get(name, "")) for name in names]
         grid.add_row(marker + short, *values, objective_text, job["status"], duration)
     console.print(grid)
     if table["best_training_job"]:
@@ -180,7 +180,8 @@ def print_tuning_table(console: Console, table: dict) -> None:
             console.print(f"  {short}: {escape(reason)}", soft_wrap=True)
 
 
-def _short_value(text: str) -> str:
+def short_number(text: str) -> str:
+    """Return a number with 4 significant digits, and any other value as it is."""
     try:
         number = float(text)
     except ValueError:

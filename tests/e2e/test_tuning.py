@@ -141,9 +141,9 @@ def test_tuning_show_prints_training_jobs(tuned, capsys: pytest.CaptureFixture[s
         ]
     )
     assert code == 0
-    shown = json.loads(capsys.readouterr().out)
-    assert shown["best_training_job"] == table["best_training_job"]
-    assert [job["name"] for job in shown["training_jobs"]] == [
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["best_training_job"] == table["best_training_job"]
+    assert [job["name"] for job in printed["training_jobs"]] == [
         job["name"] for job in table["training_jobs"]
     ]
 

@@ -1,5 +1,5 @@
 """Transfers between the workspace and the embedded S3: parallel uploads and downloads, and
-the workspace copy that stands in for a GetObject only when its digest matches S3's ETag."""
+the workspace copy that replaces a GetObject only when its digest matches S3's ETag."""
 
 from __future__ import annotations
 

@@ -565,14 +565,16 @@ def test_stop_event_ends_only_its_job(pool: WarmPool, tmp_path: Path) -> None:
     ]
     for thread in threads:
         thread.start()
-    assert started["sleeping"].wait(60) and started["0"].wait(60)
+    assert started["sleeping"].wait(60)
+    assert started["0"].wait(60)
     stop.set()
     for thread in threads:
         thread.join(60)
 
     assert results["sleeper"].stopped
     assert results["sleeper"].code == -signal.SIGTERM
-    assert results["counter"].code == 0 and not results["counter"].stopped
+    assert results["counter"].code == 0
+    assert not results["counter"].stopped
     assert lines["counter"] == [str(number) for number in range(20)]
 
 

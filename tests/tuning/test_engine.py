@@ -147,7 +147,7 @@ def test_same_seed_same_trials(tmp_path: Path, strategy: str) -> None:
 
 
 def test_bayesian_leaves_random_after_startup(tmp_path: Path) -> None:
-    # With the same seed, the startup jobs of Bayesian are Random's jobs; the jobs after them
+    # With the same seed, Bayesian's startup jobs are Random's jobs. The jobs after them
     # follow TPE's model of the objective, which rises with the learning rate here.
     random, bayesian = (
         tuned_values(
