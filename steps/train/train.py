@@ -5,9 +5,11 @@ trains with a custom tf.GradientTape loop, and writes `model.keras` and
 `training_summary.json` to SM_MODEL_DIR and `history.json` to SM_OUTPUT_DATA_DIR. After
 each epoch it prints one metrics line to stdout:
 
-    epoch=3 train:loss=0.8120 validation:ndcg@10=0.4411
+    epoch=3 train:loss=0.8120 validation:ndcg@10=0.4411 validation:best_ndcg@10=0.4502
 
-The saved weights are those of the epoch with the best validation NDCG@10.
+The saved weights are those of the epoch with the best validation NDCG@10, so
+`validation:best_ndcg@10`, the best value so far, is the validation NDCG@10 of the model that
+the job would save if it ended after this epoch: the objective to tune on.
 Hyperparameters arrive as `--name value` arguments, as the SageMaker training toolkit
 passes them.
 """
@@ -192,13 +194,15 @@ def train(args, train_queries, validation_queries, num_features):
         history.append(
             {"epoch": epoch, "train:loss": train_loss, "validation:ndcg@10": validation_ndcg}
         )
-        if distributed.is_chief():
-            print(
-                f"epoch={epoch} train:loss={train_loss:.4f} validation:ndcg@10={validation_ndcg:.4f}",
-                flush=True,
-            )
         if validation_ndcg > best_ndcg:
             best_ndcg, best_epoch, best_weights = validation_ndcg, epoch, model.get_weights()
+        if distributed.is_chief():
+            print(
+                f"epoch={epoch} train:loss={train_loss:.4f} "
+                f"validation:ndcg@10={validation_ndcg:.4f} "
+                f"validation:best_ndcg@10={best_ndcg:.4f}",
+                flush=True,
+            )
 
     model.set_weights(best_weights)
     return model, history, best_epoch

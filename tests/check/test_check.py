@@ -437,7 +437,8 @@ def test_metric_regex_matches_nothing(project: Path) -> None:
             config_line,
             'metric "validation:ndcg@10" in [train.metrics]: the regex '
             '"validation_ndcg@10=([0-9.eE+-]+)" matches no line that steps/train/train.py '
-            'prints, such as "epoch=3 train:loss=0.8125 validation:ndcg@10=0.8125"',
+            'prints, such as "epoch=3 train:loss=0.8125 validation:ndcg@10=0.8125 '
+            'validation:best_ndcg@10=0.8125"',
             'match the printed line and capture the number, e.g. "validation:ndcg@10=([0-9.eE+-]+)"',
         )
     ]
@@ -447,7 +448,8 @@ def test_metric_regex_captures_no_number(project: Path) -> None:
     problems = check(project, "train.metrics.train:loss=train:(loss)=")
     assert [p.message for p in problems] == [
         'metric "train:loss" in [train.metrics]: the regex "train:(loss)=" captures "loss" '
-        'from "epoch=3 train:loss=0.8125 validation:ndcg@10=0.8125", which is not a number'
+        'from "epoch=3 train:loss=0.8125 validation:ndcg@10=0.8125 '
+        'validation:best_ndcg@10=0.8125", which is not a number'
     ]
     assert problems[0].file == "--set #1"
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import iniconfig
 
 from harness.config import load_config, validate_dataset
 
@@ -20,13 +19,12 @@ def _copy_repository_config(root: Path) -> Path:
     """Copy config.ini into ``root`` and create the entry points it names."""
     config_path = root / "config.ini"
     shutil.copyfile(REPOSITORY_CONFIG, config_path)
-    # iniconfig's own reading is enough to find entry_point values, which contain no colon.
-    for section in iniconfig.IniConfig(config_path):
-        entry_point = section.get("entry_point")
-        if entry_point is not None:
-            script = root / entry_point
-            script.parent.mkdir(parents=True, exist_ok=True)
-            script.write_text("")
+    # Plain iniconfig cannot read the file (it splits metric names at ":"), and entry points
+    # are one "entry_point = path" line each.
+    for entry_point in re.findall(r"^entry_point\s*=\s*(\S+)", config_path.read_text(), re.M):
+        script = root / entry_point
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text("")
     return config_path
 
 
@@ -38,6 +36,7 @@ def test_repository_config_loads(tmp_path: Path) -> None:
     assert [item["Name"] for item in config.steps["train"].metric_definitions] == [
         "train:loss",
         "validation:ndcg@10",
+        "validation:best_ndcg@10",
     ]
 
 

@@ -38,7 +38,8 @@ TRAIN_ARGUMENTS = [
     "7",
 ]
 METRICS_LINE = re.compile(
-    r"^epoch=(\d+) train:loss=([0-9.eE+-]+) validation:ndcg@10=([0-9.eE+-]+)$"
+    r"^epoch=(\d+) train:loss=([0-9.eE+-]+) validation:ndcg@10=([0-9.eE+-]+) "
+    r"validation:best_ndcg@10=([0-9.eE+-]+)$"
 )
 
 
@@ -232,6 +233,10 @@ def test_train_prints_one_metrics_line_per_epoch(chain):
     matches = [METRICS_LINE.match(line) for line in lines]
     assert all(matches), lines
     assert [int(match.group(1)) for match in matches] == list(range(1, 13))
+    # The best value so far is the running maximum of the epoch values.
+    values = [float(match.group(3)) for match in matches]
+    best = [float(match.group(4)) for match in matches]
+    assert best == [max(values[: epoch + 1]) for epoch in range(len(values))]
 
 
 def test_train_writes_model_and_summary(chain):
