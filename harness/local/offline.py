@@ -9,7 +9,10 @@ from pathlib import Path
 FAKE_ACCESS_KEY_ID = "testing"
 FAKE_SECRET_ACCESS_KEY = "testing"
 
-_TELEMETRY_OPT_OUT = "SageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+# SDK v3 validates the file against its schema, which requires SchemaVersion.
+_TELEMETRY_OPT_OUT = (
+    "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      TelemetryOptOut: true\n"
+)
 
 
 def telemetry_opt_out_file(workspace: Path) -> Path:
