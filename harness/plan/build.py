@@ -263,7 +263,9 @@ def _processing_request(
         image = images.spark_processing_image(region)
         launcher = "smspark-submit"
     else:
-        image = images.tensorflow_training_image(region, framework_version, "py310")
+        image = images.tensorflow_training_image(
+            region, framework_version, "py310", step.instance_type
+        )
         launcher = "python3"
     arguments = list(wiring_arguments)
     for key, value in step.arguments.items():
@@ -329,7 +331,7 @@ def _training_request(
         "HyperParameters": hyperparameters,
         "AlgorithmSpecification": {
             "TrainingImage": images.tensorflow_training_image(
-                config.session.region, framework_version, py_version
+                config.session.region, framework_version, py_version, step.instance_type
             ),
             "TrainingInputMode": "File",
             "MetricDefinitions": [dict(d) for d in step.metric_definitions],
@@ -584,7 +586,9 @@ def build_plan(config: Config, run_id: str) -> Plan:
                     "Containers": [
                         {
                             "Image": images.tensorflow_inference_image(
-                                config.session.region, framework_version
+                                config.session.region,
+                                framework_version,
+                                register.inference_instance_type,
                             ),
                             "ModelDataUrl": jobs["train"].outputs["model"],
                             "Framework": "TENSORFLOW",
