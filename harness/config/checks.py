@@ -359,6 +359,21 @@ def check_entry_point(value: str, context: CheckContext) -> Issue | None:
 _JSON_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\[\d+\])*(\.[A-Za-z_][A-Za-z0-9_-]*(\[\d+\])*)*")
 
 
+# An ISO 8601 duration as SageMaker's CacheConfig ExpireAfter takes it: days, weeks or months,
+# or hours and minutes after T.
+_ISO_DURATION = re.compile(r"P(?!$)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?)?")
+
+
+def check_cache_expiry(value: str, context: CheckContext) -> Issue | None:
+    if value == "off" or _ISO_DURATION.fullmatch(value):
+        return None
+    return Issue(
+        "not an ISO 8601 duration",
+        'write how long a cached step stays valid, e.g. "P30D" (30 days) or "PT12H" '
+        '(12 hours), or "off" to run every step each time',
+    )
+
+
 def check_json_path(value: str, context: CheckContext) -> Issue | None:
     if _JSON_PATH.fullmatch(value):
         return None

@@ -36,6 +36,7 @@ from harness.config.checks import (
     ValueType,
     check_argument_name,
     check_bucket,
+    check_cache_expiry,
     check_content_type,
     check_dataset,
     check_entry_point,
@@ -341,6 +342,17 @@ TUNING_RANGES_SECTION = MapSectionSpec(
     value_check=check_range,
 )
 
+# Settings of the cloud target only: `harness promote` and `harness run` with target = cloud.
+CLOUD_SECTION = SectionSpec(
+    "cloud",
+    {
+        "cache_expire_after": KeySpec(
+            Custom(check_cache_expiry), required=False, default="P30D", example="P30D"
+        ),
+    },
+    optional=True,
+)
+
 
 def _build_sections() -> dict[str, Spec]:
     sections: dict[str, Spec] = {
@@ -360,6 +372,7 @@ def _build_sections() -> dict[str, Spec]:
             sections[step] = CONDITION_SECTION
         elif step == "register":
             sections[step] = REGISTER_SECTION
+    sections[CLOUD_SECTION.name] = CLOUD_SECTION
     return sections
 
 
