@@ -178,6 +178,34 @@ def build_parser() -> argparse.ArgumentParser:
         "a version of [register] model_package_group (3) or GROUP/VERSION (ltr-ranking/3)",
     )
 
+    promote = commands.add_parser(
+        "promote",
+        help="compile the plan into a SageMaker Pipeline, upload the code, upsert and start it",
+    )
+    _add_config_options(promote)
+    promote.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run preflight, write the definition JSON and print the steps; upload nothing",
+    )
+    promote.add_argument(
+        "--wait", action="store_true", help="follow the execution's steps until it ends"
+    )
+    promote.add_argument(
+        "--parameter",
+        dest="parameters",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a pipeline parameter of this execution, e.g. --parameter Threshold=0.35",
+    )
+    promote.add_argument(
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="where to write the definition JSON (default: <workspace>/cloud/<pipeline>.json)",
+    )
+
     tuning = commands.add_parser("tuning", help="show the training jobs of a tuning job")
     tuning_commands = tuning.add_subparsers(dest="tuning_command", required=True)
     tuning_show = tuning_commands.add_parser(
@@ -189,6 +217,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tuning_show.add_argument("--json", action="store_true", help="print the table as JSON")
     return parser
+
+
+def command_promote(args: argparse.Namespace, console: Console) -> int:
+    config = _load(args)
+    _check_dataset(config)
+    return _promote(args, config, console)
+
+
+def _parameters(values: list[str]) -> dict[str, str]:
+    parameters = {}
+    for item in values:
+        name, equals, value = item.partition("=")
+        if not equals or not name:
+            raise HarnessError(
+                f"--parameter {item}: expected NAME=VALUE. Fix: write e.g. "
+                "--parameter Threshold=0.35."
+            )
+        parameters[name.strip()] = value
+    return parameters
+
+
+def _promote(args: argparse.Namespace, config, console: Console) -> int:  # type: ignore[no-untyped-def]
+    from harness.cloud import promote
+
+    def say(text: str) -> None:
+        # soft_wrap keeps ARNs and S3 URIs in one piece when the output goes to a file.
+        console.print(escape(text), soft_wrap=True, highlight=False)
+
+    workspace = (config.project_root / config.pipeline.workspace).resolve()
+    parameters = _parameters(args.parameters)
+    plan, seconds = promote.prepare(config, workspace, parameters)
+    say(f"preflight passed in {seconds:.2f} s: {len(plan.jobs)} steps checked")
+    compiled, path = promote.compile_and_write(config, plan, workspace, args.output)
+    from harness.report.pipeline import print_pipeline_summary
+
+    expiry = config.section_values("cloud").get("cache_expire_after", "P30D")
+    print_pipeline_summary(console, compiled, "off" if expiry == "off" else f"on, {expiry}")
+    say(f"definition: {path}")
+    if args.dry_run:
+        say("dry run: nothing uploaded, no pipeline created")
+        return 0
+
+    promote.upload(config, plan, workspace, say)
+    pipeline_arn, execution_arn = promote.start(config, compiled, parameters)
+    say(f"pipeline: {pipeline_arn}")
+    say(f"execution: {execution_arn}")
+    if not args.wait:
+        say(
+            "follow it in SageMaker Studio, with `harness promote --wait` next time, or with "
+            f"`aws sagemaker describe-pipeline-execution --pipeline-execution-arn {execution_arn}`"
+        )
+        return 0
+    status = promote.follow(config, execution_arn, say)
+    say(f"execution {status}")
+    return 0 if status == "Succeeded" else EXIT_JOB_FAILED
 
 
 def command_tuning(args: argparse.Namespace, console: Console) -> int:
@@ -226,12 +309,10 @@ def command_run(args: argparse.Namespace, console: Console) -> int:
 
     config = _load(args)
     _check_dataset(config)
-    if config.session.target != "local":
-        raise HarnessError(
-            f"[session] target = {config.session.target!r}: `harness run` runs the local target. "
-            "Fix: set [session] target = local."
-            # NOTE: the cloud target (compiling the plan into a SageMaker Pipeline) is not built yet.
-        )
+    if config.session.target == "cloud":
+        console.print(escape("[session] target = cloud: promoting the pipeline to SageMaker"))
+        args.dry_run, args.wait, args.parameters, args.output = False, False, [], None
+        return _promote(args, config, console)
     from harness.check import preflight
 
     preflight(config, workspace_of(config))
@@ -492,6 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": command_config,
         "models": command_models,
         "tuning": command_tuning,
+        "promote": command_promote,
     }
     try:
         return handlers[args.command](args, console)
