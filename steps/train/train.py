@@ -201,6 +201,7 @@ def train(args, train_queries, validation_queries, num_features):
             best_ndcg, best_epoch, best_weights = validation_ndcg, epoch, model.get_weights()
 
     model.set_weights(best_weights)
+    distributed.check_synchronized(model.weights)
     return model, history, best_epoch
 
 
