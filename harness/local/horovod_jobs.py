@@ -96,7 +96,11 @@ def require_horovod(job_name: str, ranks: int, source: str) -> None:
 
 
 def horovodrun_command(job_dir: Path, hosts: list[str], processes_per_host: int) -> list[str]:
-    """Return the horovodrun command line that starts every rank of a job on 127.0.0.1."""
+    """Return the horovodrun command line that starts every rank of a job on 127.0.0.1.
+
+    NOTE: `sagemaker_mpi_custom_mpi_options` are mpirun options, which horovodrun over Gloo
+    does not take, so the local target does not use them.
+    """
     ranks = len(hosts) * processes_per_host
     # `python -m horovod.runner.launch` is horovodrun, run with this Python whatever PATH is.
     return [
@@ -104,8 +108,9 @@ def horovodrun_command(job_dir: Path, hosts: list[str], processes_per_host: int)
         "-m",
         "horovod.runner.launch",
         "--gloo",
+        # Gloo talks only over the loopback interface.
         "--network-interface",
-        "lo",
+        "lo0" if sys.platform == "darwin" else "lo",
         "-np",
         str(ranks),
         "-H",
@@ -132,12 +137,13 @@ def split_rank_line(line: str, hosts: list[str], processes_per_host: int) -> tup
 
 def first_rank_failure(job_dir: Path) -> str:
     """Return the failure reason of the rank that caused the job to fail, prefixed with its
-    rank and host; "" when no rank recorded a failure (a rank killed by a signal records none).
+    rank and host. Returns "" when no rank recorded a failure, as a rank killed by a signal
+    records none.
 
-    When one rank fails, Horovod shuts down on the others, and their errors say only that
-    ("Horovod has been shut down"); the rank that caused it may even finish failing later.
-    So the earliest failure whose reason is neither that nor the toolkit's reason without a
-    message is taken, and the earliest failure of all when every reason is such.
+    When one rank fails, Horovod shuts down on the others, and their errors report only that
+    ("Horovod has been shut down"). The rank that caused it may even finish failing later. So
+    the earliest failure is taken whose reason is neither that nor the toolkit's reason
+    without a message. When every reason is such, the earliest failure of all is taken.
     """
     records = []
     for path in sorted((job_dir / "ranks").glob("rank-*.json")):
@@ -161,9 +167,9 @@ def _is_consequence(reason: str) -> bool:
 def end_rank_groups(job_dir: Path, grace_seconds: float = 5.0) -> None:
     """Wait up to `grace_seconds` for each rank's process group to end, then SIGKILL it.
 
-    Each rank runs in a process group of its own, which horovodrun does not end when it is
-    itself terminated (a stopped or timed-out job): its helper processes end the ranks with
-    SIGTERM shortly after. This makes sure that none outlives the job.
+    Each rank runs in a process group of its own. When horovodrun itself is terminated (a
+    stopped or timed-out job), its helper processes send the ranks SIGTERM shortly after,
+    and this makes sure that no rank outlives the job.
     """
     groups = []
     for path in sorted((job_dir / "ranks").glob("group-*.json")):

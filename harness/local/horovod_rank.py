@@ -24,6 +24,9 @@ from pathlib import Path
 
 
 def record_failure(job_dir: Path, rank: int, host: str, root: Path, exit_code: int) -> None:
+    # NOTE: ranks of one host share its /opt/ml/output/failure, and the toolkit writes it only
+    # when it is absent. So with processes_per_host above 1, a rank may record the reason of
+    # another rank of its host.
     failure_file = root / "output" / "failure"
     reason = failure_file.read_text(errors="replace") if failure_file.exists() else ""
     record = {

@@ -9,8 +9,8 @@ Horovod 0.28.1's `DistributedGradientTape`, `DistributedOptimizer` and `broadcas
 fail on Keras 3 variables (`'Variable' object has no attribute 'ref'`), so these hooks pass
 Horovod the TensorFlow variable under each Keras variable (`variable.value`).
 
-With N workers, each training step averages the gradients of N batches, one per worker, so
-a step sees N times `batch_size` queries and an epoch has about 1/N as many steps.
+With N workers, each training step averages the gradients of N batches, one per worker. So
+one step uses N times `batch_size` queries, and an epoch has about 1/N as many steps.
 """
 
 from __future__ import annotations
@@ -121,8 +121,8 @@ class _AveragingTape:
 
 
 def _tf_variable(variable):
-    # A Keras 3 variable wraps a tf.Variable in `.value`; a tf.Variable has no `.value` attribute
-    # to unwrap (its `value()` is a method), so it is passed as it is.
+    # A Keras 3 variable wraps a tf.Variable in its `.value` property. A tf.Variable's `value`
+    # is a method, so a tf.Variable is passed as it is.
     value = getattr(variable, "value", None)
     return variable if value is None or callable(value) else value
 

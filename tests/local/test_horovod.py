@@ -223,7 +223,7 @@ def list_processes_in(folder: Path) -> list[int]:
 def write_fixture_splits(aws: EmbeddedAWS) -> int:
     """Upload train and validation Parquet splits of the fixture queries; return train queries.
 
-    Features are scaled to [0, 1] per column, as prepare does. Train keeps an even number of
+    Features are scaled to [0, 1] per column. Train keeps an even number of
     queries, each with at least one relevant document, so that the 2 ranks get equal shares
     and their softmax losses average over the same number of queries.
     """
@@ -296,7 +296,8 @@ def load_weights(aws: EmbeddedAWS, job: str) -> list[np.ndarray]:
 
 def test_two_ranks_match_one_process(aws: EmbeddedAWS) -> None:
     train_queries = write_fixture_splits(aws)
-    assert train_queries % 2 == 0 and train_queries >= 4
+    assert train_queries % 2 == 0
+    assert train_queries >= 4
     upload_train_step(aws)
     channels = ("train", "validation")
 
@@ -340,11 +341,11 @@ def test_two_ranks_match_one_process(aws: EmbeddedAWS) -> None:
     )
     assert summary["workers"] == 2
 
-    # The same 4 full-batch steps on one process reach the same model, up to rounding: the
-    # averaged gradient adds float32 numbers in another order, and Adam's first steps move
-    # each weight by about the learning rate (0.01) whatever the gradient's size, so a
-    # rounding difference in a near-zero gradient can show. Measured: at most 1.7e-5 of
-    # weights up to 0.7. 1e-3 is well above that and well below one step's change.
+    # The same 4 full-batch steps on one process reach the same model, up to rounding. The
+    # averaged gradient adds float32 numbers in another order. Adam's first steps move each
+    # weight by about the learning rate (0.01) whatever the gradient's size, so a rounding
+    # difference in a near-zero gradient can show. Measured: at most 1.7e-5 on weights up to
+    # 0.7. The tolerance 1e-3 is well above that and well below one step's change.
     for distributed_weights, single_weights in zip(
         load_weights(aws, "train-2"), load_weights(aws, "train-1"), strict=True
     ):
