@@ -175,6 +175,10 @@ def _build_step(values: Values, step: str) -> StepConfig:
         environment=strings("environment"),
         framework_version=_text(section, "framework_version") if is_training else None,
         py_version=_text(section, "py_version") if is_training else None,
+        processes_per_host=int(_text(section, "processes_per_host")) if is_training else 1,
+        custom_mpi_options=section["custom_mpi_options"][0]
+        if is_training and "custom_mpi_options" in section
+        else "",
     )
 
 

@@ -117,6 +117,8 @@ class StepConfig:
     ``arguments`` become ``--key value`` container arguments of a processing job and are
     empty for train. ``hyperparameters``, ``metric_definitions``, ``framework_version`` and
     ``py_version`` are set only for train (empty or None for processing steps).
+    ``processes_per_host`` and ``custom_mpi_options`` describe MPI distribution (train only):
+    the job runs data-parallel when ``instance_count * processes_per_host`` is above 1.
     """
 
     name: str
@@ -131,6 +133,13 @@ class StepConfig:
     environment: dict[str, str]
     framework_version: str | None
     py_version: str | None
+    processes_per_host: int = 1
+    custom_mpi_options: str = ""
+
+    @property
+    def ranks(self) -> int:
+        """Return the number of training processes in all: instances times processes per host."""
+        return self.instance_count * self.processes_per_host
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,20 @@ def _job_step_section(step: str, kind: InstanceKind) -> SectionSpec:
             required=False,
             default="py310",
         )
+        # Data-parallel training with Horovod over MPI, as SageMaker's MPI distribution
+        # (SDK v2 `distribution={"mpi": ...}`, SDK v3 `ModelTrainer(distributed=MPI(...))`).
+        # More than one rank in all (instance_count * processes_per_host) enables it.
+        keys["processes_per_host"] = KeySpec(
+            Integer(1, MAX_API_INTEGER, "processes"), required=False, default="1"
+        )
+        keys["custom_mpi_options"] = KeySpec(
+            Text(
+                max_length=MAX_HYPERPARAMETER_VALUE_LENGTH,
+                fix='give mpirun options, e.g. "-x NCCL_DEBUG=INFO", or remove the key',
+            ),
+            required=False,
+            example="-x NCCL_DEBUG=INFO",
+        )
     return SectionSpec(step, keys, step=step)
 
 

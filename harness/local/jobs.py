@@ -14,6 +14,7 @@ outputs are uploaded after it ends, as SageMaker does.
 from __future__ import annotations
 
 import datetime
+import functools
 import io
 import json
 import os
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.local import horovod_jobs
 from harness.local.embedded import EmbeddedAWS, split_s3_uri
 from harness.local.processes import die_with_parent, forget_processes, record_processes
 
@@ -182,7 +184,13 @@ class _ProcessGroup:
         sink: LineSink,
         metric_patterns: list[tuple[str, re.Pattern[str]]],
         metrics: dict[str, list[float]],
+        split_line: Callable[[str], tuple[str, str]] | None = None,
     ) -> None:
+        """Start `command` and log its output lines as `host`'s.
+
+        `split_line`, when given, returns the (host, text) of each line instead, for a process
+        such as horovodrun whose output interleaves several hosts.
+        """
         process = subprocess.Popen(
             list(command),
             env=env,
@@ -199,11 +207,12 @@ class _ProcessGroup:
             assert process.stdout is not None
             for raw in iter(process.stdout.readline, b""):
                 line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                line_host, line = split_line(line) if split_line else (host, line)
                 with log_lock:
-                    log.write(f"[{host}] {line}\n")
+                    log.write(f"[{line_host}] {line}\n")
                     log.flush()
                     _collect_metrics(line, metric_patterns, metrics)
-                sink(host, line)
+                sink(line_host, line)
 
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
@@ -350,6 +359,7 @@ def _run_processes(
     launcher: Launcher | None = None,
     kind: str = "python",
     stop: threading.Event | None = None,
+    split_line: Callable[[str], tuple[str, str]] | None = None,
 ) -> tuple[list[int], bool, dict[str, list[float]], Path]:
     log_path = job_dir / "job.log"
     patterns = [(d["Name"], re.compile(d["Regex"])) for d in metric_definitions]
@@ -376,7 +386,9 @@ def _run_processes(
         try:
             for host in hosts:
                 command, env, cwd = command_for_host(host, job_dir / host / "opt" / "ml")
-                group.start(command, env, cwd, host, log, log_lock, sink, patterns, metrics)
+                group.start(
+                    command, env, cwd, host, log, log_lock, sink, patterns, metrics, split_line
+                )
             record_processes(job_dir, [p.pid for p in group.processes])
             codes, timed_out = group.wait(time.monotonic() + max_runtime_seconds, stop)
         except BaseException:
@@ -492,19 +504,43 @@ def run_training_job(
         command = [sys.executable, "-m", "sagemaker_training.cli.train"]
         return command, env, root
 
+    # A distributed job runs as one horovodrun process that starts every rank.
+    distributed = horovod_jobs.rank_count(request) > 1
+    process_hosts, run_command, split_line = hosts, command_for_host, None
+    if distributed:
+        _, processes_per_host = horovod_jobs.mpi_settings(request["HyperParameters"])
+        process_hosts = hosts[:1]
+        split_line = functools.partial(
+            horovod_jobs.split_rank_line, hosts=hosts, processes_per_host=processes_per_host
+        )
+        # NOTE: distributed jobs always run cold: the warm pool forks one process per host,
+        # and horovodrun must start the ranks itself.
+        launcher = None
+
+        def horovodrun_for_job(host: str, root: Path) -> tuple[list[str], dict[str, str], Path]:
+            _, env, _ = command_for_host(host, root)
+            # Each rank points SAGEMAKER_BASE_DIR at its own host's folder.
+            del env["SAGEMAKER_BASE_DIR"]
+            return horovod_jobs.horovodrun_command(job_dir, hosts, processes_per_host), env, job_dir
+
+        run_command = horovodrun_for_job
+
     try:
         codes, timed_out, metrics, log_path = _run_processes(
             job_dir,
-            hosts,
-            command_for_host,
+            process_hosts,
+            run_command,
             int(request["StoppingCondition"]["MaxRuntimeInSeconds"]),
             sink,
             request["AlgorithmSpecification"].get("MetricDefinitions", []),
             launcher,
             "training",
             stop,
+            split_line,
         )
     except BaseException as error:
+        if distributed:
+            horovod_jobs.end_rank_groups(job_dir)
         result.status, result.ended = "Stopped", time.time()
         aws.patch_job(
             "training",
@@ -515,6 +551,8 @@ def run_training_job(
             training_end_time=_now(),
         )
         raise
+    if distributed:
+        horovod_jobs.end_rank_groups(job_dir)
     result.metrics, result.log_path, result.ended = metrics, log_path, time.time()
 
     root = job_dir / hosts[0] / "opt" / "ml"
@@ -531,6 +569,8 @@ def run_training_job(
     elif any(codes):
         result.status = "Failed"
         reasons = [_read_reason(job_dir / h / "opt" / "ml" / "output" / "failure") for h in hosts]
+        if distributed:
+            reasons.insert(0, horovod_jobs.first_rank_failure(job_dir)[:FAILURE_REASON_CHARS])
         result.failure_reason = next((r for r in reasons if r), "") or (
             f"AlgorithmError: the entry point exited with code {max(codes)}"
         )

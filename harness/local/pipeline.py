@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.config import Config
 from harness.errors import HarnessError
+from harness.local import horovod_jobs
 from harness.local.cache import CacheEntry, StepCache, cache_key, canonical_digest
 from harness.local.conditions import SYMBOLS, JsonPathError, evaluate_condition, json_get
 from harness.local.embedded import EmbeddedAWS, journal_contains, split_s3_uri
@@ -158,6 +159,7 @@ class LocalRunner:
             config_sources=list(self.config.sources),
         )
         end_orphans(self.workspace)
+        self._require_horovod()
         self._prestart_workers()
         try:
             if "raw" not in self.digests.get("dataset", {}):
@@ -176,6 +178,22 @@ class LocalRunner:
         record.status = "Failed" if record.failed else "Completed"
         self._save(record, started)
         return record
+
+    def _require_horovod(self) -> None:
+        """Raise HarnessError, before any job starts, when a distributed train job cannot run."""
+        for job in self.plan.jobs:
+            if job.kind not in ("training", "tuning"):
+                continue
+            request = job.request.get("TrainingJobDefinition", job.request)
+            ranks = horovod_jobs.rank_count(request)
+            if ranks > 1:
+                step = self.config.steps[job.step]
+                horovod_jobs.require_horovod(
+                    job.name,
+                    ranks,
+                    f"[{job.step}] instance_count = {step.instance_count}, "
+                    f"processes_per_host = {step.processes_per_host}",
+                )
 
     def _prestart_workers(self) -> None:
         """Have the launcher start a warm worker for each kind of job in the plan, in the

@@ -305,6 +305,22 @@ def _processing_request(
     }
 
 
+def mpi_hyperparameters(step: StepConfig) -> dict[str, str]:
+    """Return the framework hyperparameters of SageMaker's MPI distribution; {} for one rank.
+
+    They are the hyperparameters that the SageMaker Python SDK sets for an MPI distribution
+    and that the sagemaker-training toolkit reads. The cloud target maps them to
+    `ModelTrainer(distributed=MPI(...))`, and the local target starts that many Horovod ranks.
+    """
+    if step.ranks == 1:
+        return {}
+    return {
+        "sagemaker_mpi_enabled": "true",
+        "sagemaker_mpi_num_of_processes_per_host": str(step.processes_per_host),
+        "sagemaker_mpi_custom_mpi_options": step.custom_mpi_options,
+    }
+
+
 def _training_request(
     config: Config,
     step: StepConfig,
@@ -326,6 +342,7 @@ def _training_request(
             "sagemaker_job_name": job_name,
         }
     )
+    hyperparameters.update(mpi_hyperparameters(step))
     return {
         "TrainingJobName": job_name,
         "HyperParameters": hyperparameters,
@@ -374,14 +391,6 @@ def build_plan(config: Config, run_id: str) -> Plan:
                 f"[pipeline] steps: {step!r} needs the output of {', '.join(missing)}, which "
                 f"the list leaves out. Fix: add {', '.join(missing)} to [pipeline] steps."
             )
-    train = config.steps.get("train")
-    if train is not None and train.instance_count > 1:
-        # NOTE: several training hosts need Horovod, which the local target does not run yet.
-        raise PlanError(
-            f"[train] instance_count = {train.instance_count}: the local target runs one "
-            "training host for now. Fix: set [train] instance_count = 1."
-        )
-
     pipeline = config.pipeline.name
     bundle = code_bundle(config.project_root)
     bucket = config.session.bucket

@@ -205,6 +205,7 @@ def train(args, train_queries, validation_queries, num_features):
             )
 
     model.set_weights(best_weights)
+    distributed.check_synchronized(model.weights)
     return model, history, best_epoch
 
 

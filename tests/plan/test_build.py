@@ -10,7 +10,7 @@ from botocore.validate import ParamValidator
 
 from harness.config import load_config
 from harness.local.conditions import JsonPathError, evaluate_condition, json_get
-from harness.plan.build import PlanError, build_plan
+from harness.plan.build import build_plan
 
 REPO = Path(__file__).resolve().parents[2]
 RUN_ID = "20261204120000"
@@ -171,15 +171,35 @@ def test_leading_steps_alone_plan() -> None:
     assert [job.step for job in plan.jobs] == ["prepare", "train"]
 
 
-def test_two_training_hosts_rejected() -> None:
+@pytest.mark.parametrize(
+    ("overrides", "instances", "per_host"),
+    [
+        (["train.instance_count=2"], 2, 1),
+        (["train.processes_per_host=3"], 1, 3),
+        (["train.instance_count=2", "train.processes_per_host=2"], 2, 2),
+    ],
+)
+def test_ranks_carry_mpi_hyperparameters(
+    overrides: list[str], instances: int, per_host: int, sagemaker_model
+) -> None:
     config = load_config(
         REPO / "config.ini",
         [REPO / "fixtures" / "fixtures.ini"],
-        ["train.instance_count=2"],
+        [*overrides, "train.custom_mpi_options=-x NCCL_DEBUG=INFO"],
         use_local=False,
     )
-    with pytest.raises(PlanError, match=r"\[train\] instance_count = 2"):
-        build_plan(config, RUN_ID)
+    request = build_plan(config, RUN_ID).job("train").request
+    validate(sagemaker_model, "CreateTrainingJob", request)
+    assert request["ResourceConfig"]["InstanceCount"] == instances
+    hyperparameters = request["HyperParameters"]
+    assert hyperparameters["sagemaker_mpi_enabled"] == "true"
+    assert hyperparameters["sagemaker_mpi_num_of_processes_per_host"] == str(per_host)
+    assert hyperparameters["sagemaker_mpi_custom_mpi_options"] == "-x NCCL_DEBUG=INFO"
+
+
+def test_one_rank_has_no_mpi_hyperparameters(plan) -> None:
+    hyperparameters = plan.job("train").request["HyperParameters"]
+    assert not [key for key in hyperparameters if key.startswith("sagemaker_mpi_")]
 
 
 def test_json_get_reads_nested_values() -> None:
