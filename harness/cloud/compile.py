@@ -21,7 +21,10 @@ the local target and this compiler both ship as the `code` input.
 
 Training jobs run in SageMaker's TensorFlow container exactly as the local target runs them:
 the container's toolkit reads `sagemaker_program` and `sagemaker_submit_directory` from the
-hyperparameters, so ModelTrainer gets no SourceCode of its own.
+hyperparameters, so ModelTrainer gets no SourceCode of its own. For the same reason, MPI
+distribution is the `sagemaker_mpi_*` hyperparameters of the plan, with which the container
+starts the ranks under mpirun, as the SDK v2's `distribution={"mpi": ...}` did. ModelTrainer's
+own `distributed=MPI(...)` runs the script through the SDK's driver scripts instead.
 """
 
 from __future__ import annotations

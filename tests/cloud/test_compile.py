@@ -245,6 +245,18 @@ def test_tuning_step_matches_local_tuning_job(load, offline: Path, strategy: str
     assert not offline.exists(), offline.read_text()
 
 
+def test_distributed_train_carries_mpi_settings(load, offline: Path) -> None:  # type: ignore[no-untyped-def]
+    plan, definition = compiled(load("train.instance_count=2", "train.processes_per_host=2"))
+    arguments = steps_by_name(definition)["train"]["Arguments"]
+    assert arguments["ResourceConfig"]["InstanceCount"] == 2
+    hyperparameters = arguments["HyperParameters"]
+    assert hyperparameters["sagemaker_mpi_enabled"] == "true"
+    assert hyperparameters["sagemaker_mpi_num_of_processes_per_host"] == "2"
+    planned = plan.job("train").request["HyperParameters"]
+    assert hyperparameters == {k: v for k, v in planned.items() if k not in RUNTIME_HYPERPARAMETERS}
+    assert not offline.exists(), offline.read_text()
+
+
 def test_output_prefixes_follow_request_content(load) -> None:  # type: ignore[no-untyped-def]
     first = cloud_plan(load())
     again = cloud_plan(load())
