@@ -28,8 +28,9 @@ MPI_PROCESSES_PER_HOST = "sagemaker_mpi_num_of_processes_per_host"
 MPI_CUSTOM_OPTIONS = "sagemaker_mpi_custom_mpi_options"
 
 HOROVOD_VERSION = "0.28.1"
+# Horovod's bundled Gloo does not configure with CMake 4, so CMake 3 comes first.
 INSTALL_COMMAND = (
-    "HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 "
+    "pip install setuptools wheel 'cmake>=3.13,<4' && HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 "
     f"HOROVOD_WITH_GLOO=1 pip install --no-build-isolation 'horovod=={HOROVOD_VERSION}'"
 )
 
