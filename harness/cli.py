@@ -253,14 +253,27 @@ def _promote(args: argparse.Namespace, config, console: Console) -> int:  # type
     from harness.report.pipeline import print_pipeline_summary
 
     expiry = config.section_values("cloud").get("cache_expire_after", "P30D")
-    print_pipeline_summary(console, compiled, "off" if expiry == "off" else f"on, {expiry}")
+    print_pipeline_summary(
+        console, compiled, "off" if expiry == "off" else f"on, {expiry}", parameters
+    )
     say(f"definition: {path}")
     if args.dry_run:
         say("dry run: nothing uploaded, no pipeline created")
         return 0
 
-    promote.upload(config, plan, workspace, say)
-    pipeline_arn, execution_arn = promote.start(config, compiled, parameters)
+    import boto3.exceptions
+    import botocore.exceptions
+
+    aws_errors = (
+        botocore.exceptions.BotoCoreError,
+        botocore.exceptions.ClientError,
+        boto3.exceptions.Boto3Error,
+    )
+    try:
+        promote.upload(config, plan, workspace, say)
+        pipeline_arn, execution_arn = promote.start(config, compiled, parameters)
+    except aws_errors as error:
+        raise promote.aws_failure(error) from None
     say(f"pipeline: {pipeline_arn}")
     say(f"execution: {execution_arn}")
     if not args.wait:
@@ -269,7 +282,15 @@ def _promote(args: argparse.Namespace, config, console: Console) -> int:  # type
             f"`aws sagemaker describe-pipeline-execution --pipeline-execution-arn {execution_arn}`"
         )
         return 0
-    status = promote.follow(config, execution_arn, say)
+    try:
+        status = promote.follow(config, execution_arn, say)
+    except aws_errors as error:
+        say(f"the execution started, but following it failed: {error}")
+        say(
+            "follow it in SageMaker Studio, or with `aws sagemaker describe-pipeline-execution "
+            f"--pipeline-execution-arn {execution_arn}`"
+        )
+        return EXIT_JOB_FAILED
     say(f"execution {status}")
     return 0 if status == "Succeeded" else EXIT_JOB_FAILED
 
@@ -310,6 +331,17 @@ def command_run(args: argparse.Namespace, console: Console) -> int:
     config = _load(args)
     _check_dataset(config)
     if config.session.target == "cloud":
+        ignored = [
+            flag
+            for flag, used in (("--no-cache", not args.use_cache), ("--from", args.rerun_from))
+            if used
+        ]
+        if ignored:
+            raise HarnessError(
+                f"{' and '.join(ignored)}: the local target's options, and [session] target = "
+                "cloud promotes to SageMaker, whose step cache [cloud] cache_expire_after sets. "
+                "Fix: leave them out, or run locally with --set session.target=local."
+            )
         console.print(escape("[session] target = cloud: promoting the pipeline to SageMaker"))
         args.dry_run, args.wait, args.parameters, args.output = False, False, [], None
         return _promote(args, config, console)

@@ -43,6 +43,11 @@ from harness.plan.build import (
 THRESHOLD_PARAMETER = "Threshold"
 
 
+def pipeline_parameters(config: Config) -> dict[str, str]:
+    """Return the name and type of each parameter of the compiled pipeline."""
+    return {THRESHOLD_PARAMETER: "Float"} if config.condition is not None else {}
+
+
 @dataclass(frozen=True)
 class CompiledStep:
     """One step of the pipeline as `harness promote --dry-run` summarises it."""

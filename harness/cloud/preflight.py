@@ -72,6 +72,7 @@ def preflight(
 ) -> list[PreflightProblem]:
     """Return every problem of `plan` (None when it could not be built) and `config`."""
     problems = list(_session_problems(config))
+    problems += _explain_problems(config)
     problems += _image_problems(config)
     if plan is not None:
         for job in plan.jobs:
@@ -104,6 +105,39 @@ def preflight(
         "StartPipelineExecution", start, "--parameter (StartPipelineExecution)"
     )
     problems += _empty_parameter_problems(parameters or {})
+    problems += _parameter_problems(config, parameters or {})
+    return problems
+
+
+def _parameter_problems(config: Config, parameters: Mapping[str, str]) -> list[PreflightProblem]:
+    """Return the unknown names and non-numbers among the values for the pipeline parameters."""
+    from harness.cloud.compile import pipeline_parameters
+
+    known = pipeline_parameters(config)
+    problems = []
+    for name, value in parameters.items():
+        if name not in known:
+            close = _close(name, list(known))
+            problems.append(
+                PreflightProblem(
+                    f"--parameter {name}",
+                    value,
+                    "the pipeline has no such parameter",
+                    f'use "{close}"' if close else f"use one of: {', '.join(known) or 'none'}",
+                )
+            )
+        elif value and known[name] == "Float":
+            try:
+                float(value)
+            except ValueError:
+                problems.append(
+                    PreflightProblem(
+                        f"--parameter {name}",
+                        value,
+                        "not a number, and the parameter is a Float",
+                        f"give a number, e.g. --parameter {name}=0.35",
+                    )
+                )
     return problems
 
 
@@ -155,12 +189,19 @@ def _unique(problems: list[PreflightProblem]) -> list[PreflightProblem]:
 # [session], the images.
 
 
+def _where(config: Config, section: str, key: str) -> str:
+    """Return "file:line [section] key", where the effective value was set."""
+    entry = config.values.get(section, {}).get(key)
+    origin = f"{entry[1]} " if entry is not None and entry[1].file != "default" else ""
+    return f"{origin}[{section}] {key}"
+
+
 def _session_problems(config: Config) -> Iterator[PreflightProblem]:
     session = config.session
     account = session.role_arn.split(":")[4] if session.role_arn.count(":") >= 5 else ""
     if account == EXAMPLE_ACCOUNT:
         yield PreflightProblem(
-            "[session] role_arn",
+            _where(config, "session", "role_arn"),
             session.role_arn,
             f"{EXAMPLE_ACCOUNT} is the example account of AWS's documentation",
             "set the ARN of your SageMaker execution role, e.g. in config.local.ini "
@@ -168,15 +209,16 @@ def _session_problems(config: Config) -> Iterator[PreflightProblem]:
         )
     regions = _sagemaker_regions()
     if session.region not in regions:
+        close = _close(session.region, sorted(regions))
         yield PreflightProblem(
-            "[session] region",
+            _where(config, "session", "region"),
             session.region,
             "SageMaker is not offered in this region",
-            f"use one of {', '.join(sorted(regions))}",
+            f'use "{close}"' if close else f"use one of {', '.join(sorted(regions))}",
         )
     if session.bucket == LOCAL_BUCKET:
         yield PreflightProblem(
-            "[session] bucket",
+            _where(config, "session", "bucket"),
             session.bucket,
             "this is the local target's bucket, not one of your account",
             "set the name of an S3 bucket that your account owns in the same region",
@@ -184,12 +226,28 @@ def _session_problems(config: Config) -> Iterator[PreflightProblem]:
     prefix_bucket = config.pipeline.output_prefix.removeprefix("s3://").split("/")[0]
     if prefix_bucket != session.bucket:
         yield PreflightProblem(
-            "[pipeline] output_prefix",
+            _where(config, "pipeline", "output_prefix"),
             config.pipeline.output_prefix,
             f"its bucket is not [session] bucket ({session.bucket}), where promote uploads "
             "the code",
             f"use s3://{session.bucket}/{config.pipeline.name}",
         )
+
+
+def _explain_problems(config: Config) -> list[PreflightProblem]:
+    # NOTE: the explain step imports shap, which SageMaker's TensorFlow images lack, so its
+    # job would fail after the steps before it were paid for.
+    if "explain" not in config.pipeline.steps:
+        return []
+    return [
+        PreflightProblem(
+            _where(config, "pipeline", "steps"),
+            ", ".join(config.pipeline.steps),
+            "explain imports shap, which SageMaker's TensorFlow images do not include, so its "
+            "job would fail in the cloud",
+            "leave explain out of [pipeline] steps for the cloud, e.g. in config.local.ini",
+        )
+    ]
 
 
 @functools.cache
@@ -204,8 +262,11 @@ def _sagemaker_regions() -> frozenset[str]:
 
 
 def _image_problems(config: Config) -> list[PreflightProblem]:
-    problems = []
+    problems: list[PreflightProblem] = []
     region = config.session.region
+    if region not in _sagemaker_regions():
+        # The region's own problem says it all; no image exists there either.
+        return problems
     train = config.steps.get("train")
     framework_version = (train.framework_version if train else None) or "2.18"
     checks: list[tuple[str, Any]] = []

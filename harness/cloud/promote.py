@@ -86,6 +86,7 @@ def upload(config: Config, plan: Plan, workspace: Path, report: Callable[[str], 
     s3 = boto3.client("s3", region_name=config.session.region)
     uploaded: list[str] = []
     bucket, pipeline = config.session.bucket, plan.pipeline
+    _check_bucket_region(s3, bucket, config.session.region)
     bundle = plan.code
     archive_uri = bundle.archive_uri(bucket, pipeline)
     if not _exists(s3, archive_uri):
@@ -118,6 +119,29 @@ def upload(config: Config, plan: Plan, workspace: Path, report: Callable[[str], 
     return uploaded
 
 
+def _check_bucket_region(s3: Any, bucket: str, region: str) -> None:
+    from botocore.exceptions import ClientError
+
+    try:
+        location = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code == "NoSuchBucket":
+            raise PromoteError(
+                f"[session] bucket = {bucket!r}: the bucket does not exist. Fix: create it in "
+                f"{region}, or name a bucket of your account there."
+            ) from None
+        raise _aws_error("GetBucketLocation", f"s3://{bucket}", error) from None
+    # S3 reports us-east-1 as no constraint, and EU as the old name of eu-west-1.
+    bucket_region = {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(location, location)
+    if bucket_region != region:
+        raise PromoteError(
+            f"[session] bucket = {bucket!r} is in {bucket_region}, but [session] region is "
+            f"{region}, and SageMaker jobs read their data in their own region. Fix: use a "
+            f"bucket in {region}, or set region = {bucket_region}."
+        )
+
+
 def _exists(s3: Any, uri: str) -> bool:
     from botocore.exceptions import ClientError
 
@@ -133,6 +157,7 @@ def _exists(s3: Any, uri: str) -> bool:
 
 
 def _put(s3: Any, path: Path, uri: str) -> None:
+    from boto3.exceptions import S3UploadFailedError
     from botocore.exceptions import ClientError
 
     bucket, key = split_s3_uri(uri)
@@ -140,6 +165,35 @@ def _put(s3: Any, path: Path, uri: str) -> None:
         s3.upload_file(str(path), bucket, key)
     except ClientError as error:
         raise _aws_error("PutObject", uri, error) from None
+    except S3UploadFailedError as error:
+        raise PromoteError(
+            f"PutObject on {uri} failed: {error}. Fix: check that the bucket exists and that "
+            "your credentials may write to it (README: IAM permissions)."
+        ) from None
+
+
+def aws_failure(error: Exception) -> PromoteError:
+    """Return the user-facing error of a failed AWS call outside preflight."""
+    from botocore.exceptions import (
+        EndpointConnectionError,
+        NoCredentialsError,
+        TokenRetrievalError,
+    )
+
+    if isinstance(error, NoCredentialsError | TokenRetrievalError):
+        return PromoteError(
+            f"no AWS credentials: {error}. Nothing was created. Fix: sign in as for the AWS "
+            "CLI (`aws sso login`, AWS_PROFILE or environment variables), then run promote again."
+        )
+    if isinstance(error, EndpointConnectionError):
+        return PromoteError(
+            f"AWS could not be reached: {error}. Fix: check the network, the region and "
+            "AWS_ENDPOINT_URL, then run promote again; uploads already done are kept."
+        )
+    return PromoteError(
+        f"an AWS call failed: {error}. Fix: check the permissions of your credentials (README: "
+        "IAM permissions) and run promote again; uploads already done are kept."
+    )
 
 
 def _aws_error(operation: str, target: str, error: Any) -> PromoteError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from rich.console import Console
 from rich.markup import escape
 
@@ -10,8 +12,16 @@ from harness.cloud.compile import CompiledPipeline, CompiledStep
 _BRANCH_HEADINGS = {"if": "if the condition holds:", "else": "otherwise:"}
 
 
-def print_pipeline_summary(console: Console, compiled: CompiledPipeline, cache: str) -> None:
-    """Print each step with its type, instances and image, the branches under the condition."""
+def print_pipeline_summary(
+    console: Console,
+    compiled: CompiledPipeline,
+    cache: str,
+    values: Mapping[str, str] | None = None,
+) -> None:
+    """Print each step with its type, instances and image, the branches under the condition.
+
+    `values` are this execution's parameter values; the others keep their defaults.
+    """
     console.print(f"[bold]SageMaker Pipeline {escape(compiled.name)}[/bold]")
     width = max(len(step.name) for step in compiled.steps)
     for branch in ("", "if", "else"):
@@ -26,7 +36,13 @@ def print_pipeline_summary(console: Console, compiled: CompiledPipeline, cache: 
             console.print(indent + _line(step, width), highlight=False, soft_wrap=True)
     parameters = compiled.definition.get("Parameters", [])
     if parameters:
-        listed = ", ".join(f"{p['Name']} = {p.get('DefaultValue')}" for p in parameters)
+        values = values or {}
+        listed = ", ".join(
+            f"{p['Name']} = {values[p['Name']]} (default {p.get('DefaultValue')})"
+            if p["Name"] in values
+            else f"{p['Name']} = {p.get('DefaultValue')}"
+            for p in parameters
+        )
         console.print(f"parameters: {listed}")
     console.print(f"step cache: {cache}")
 

@@ -19,6 +19,7 @@ from harness.cloud.compile import THRESHOLD_PARAMETER, compile_pipeline
 from harness.cloud.plan import cloud_plan
 from harness.cloud.session import pipeline_session
 from harness.plan.build import EVALUATION_PROPERTY_FILE, Plan
+from tests.cloud.conftest import ALL_STEPS
 from tests.support.guard import sitecustomize as guard
 from tests.support.project import REPO
 
@@ -179,7 +180,7 @@ def check_condition(
 
 
 def test_compiled_jobs_match_local_plan(load, offline: Path) -> None:  # type: ignore[no-untyped-def]
-    config = load()
+    config = load(ALL_STEPS)
     plan, definition = compiled(config)
     steps = steps_by_name(definition)
     for job in plan.jobs:

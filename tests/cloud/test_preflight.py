@@ -24,7 +24,7 @@ def test_preflight_rejects_example_role(load) -> None:  # type: ignore[no-untype
     [problem] = problems_of(
         load("session.role_arn=arn:aws:iam::111122223333:role/HarnessSageMakerExecution")
     )
-    assert problem.startswith("[session] role_arn = 'arn:aws:iam::111122223333:")
+    assert problem.startswith("--set #2 [session] role_arn = 'arn:aws:iam::111122223333:")
     assert (
         "example account" in problem
         and "Fix: set the ARN of your SageMaker execution role" in problem
@@ -39,7 +39,8 @@ def test_preflight_rejects_local_bucket(load) -> None:  # type: ignore[no-untype
         )
     )
     assert found == [
-        "[session] bucket = 'harness-local-artifacts': this is the local target's bucket, not "
+        "--set #2 [session] bucket = 'harness-local-artifacts': this is the local target's "
+        "bucket, not "
         "one of your account. Fix: set the name of an S3 bucket that your account owns in the "
         "same region."
     ]
@@ -47,7 +48,7 @@ def test_preflight_rejects_local_bucket(load) -> None:  # type: ignore[no-untype
 
 def test_preflight_rejects_output_prefix_elsewhere(load) -> None:  # type: ignore[no-untyped-def]
     [problem] = problems_of(load("pipeline.output_prefix=s3://other-team-bucket/ltr"))
-    assert problem.startswith("[pipeline] output_prefix = 's3://other-team-bucket/ltr'")
+    assert problem.startswith("--set #2 [pipeline] output_prefix = 's3://other-team-bucket/ltr'")
     assert "Fix: use s3://ranking-team-ml/ltr-ranking" in problem
 
 
@@ -86,6 +87,48 @@ def test_preflight_rejects_empty_parameter(load) -> None:  # type: ignore[no-unt
     )
 
 
+def test_preflight_rejects_explain_step(load) -> None:  # type: ignore[no-untyped-def]
+    from tests.cloud.conftest import ALL_STEPS
+
+    [problem] = problems_of(load(ALL_STEPS))
+    assert problem.startswith(
+        "--set #2 [pipeline] steps = 'prepare, train, predict, evaluate, explain"
+    )
+    assert "shap, which SageMaker's TensorFlow images do not include" in problem
+
+
+def test_preflight_suggests_close_region(load) -> None:  # type: ignore[no-untyped-def]
+    # One problem: the images of a region that does not exist are not listed as well.
+    [problem] = problems_of(load("session.region=eu-westt-1"))
+    assert problem.endswith('SageMaker is not offered in this region. Fix: use "eu-west-1".')
+
+
+def test_preflight_names_problem_origin(load, cloud_file) -> None:  # type: ignore[no-untyped-def]
+    cloud_file.write_text(
+        cloud_file.read_text().replace(
+            "bucket = ranking-team-ml", "bucket = harness-local-artifacts"
+        )
+    )
+    found = problems_of(load())
+    assert found[0].startswith(f"{cloud_file}:6 [session] bucket = 'harness-local-artifacts'")
+
+
+def test_preflight_rejects_unknown_parameter(load) -> None:  # type: ignore[no-untyped-def]
+    [problem] = problems_of(load(), {"Treshold": "0.4"})
+    assert (
+        problem
+        == "--parameter Treshold = '0.4': the pipeline has no such parameter. Fix: use \"Threshold\"."
+    )
+
+
+def test_preflight_rejects_non_number_threshold(load) -> None:  # type: ignore[no-untyped-def]
+    [problem] = problems_of(load(), {"Threshold": "abc"})
+    assert problem == (
+        "--parameter Threshold = 'abc': not a number, and the parameter is a Float. "
+        "Fix: give a number, e.g. --parameter Threshold=0.35."
+    )
+
+
 def test_preflight_checks_service_side_limits(load) -> None:  # type: ignore[no-untyped-def]
     # botocore's validator checks required members, types and minimums; the maximum lengths,
     # patterns and enums of the model are only enforced by SageMaker itself.
@@ -118,4 +161,9 @@ def test_preflight_reports_every_problem(load) -> None:  # type: ignore[no-untyp
         {"Threshold": ""},
     )
     assert len(found) == 4
-    assert [p.split(" ")[0] for p in found] == ["[session]", "[train]", "step", "--parameter"]
+    assert [p.split(" [")[0].split(" ")[0] for p in found] == [
+        "--set",
+        "[train]",
+        "step",
+        "--parameter",
+    ]

@@ -54,7 +54,7 @@ def client(service: str, endpoint: str):  # type: ignore[no-untyped-def]
 
 
 def harness(
-    args: list[str], tmp_path: Path, endpoint: str | None
+    args: list[str], tmp_path: Path, endpoint: str | None, credentials: bool = True
 ) -> subprocess.CompletedProcess[str]:
     env = {
         key: value
@@ -62,6 +62,8 @@ def harness(
         if not key.startswith("AWS_") and key not in ("PYTHONPATH", "HARNESS_GUARD_LOG")
     }
     env.update(fake_credentials())
+    if not credentials:
+        del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
     env["PYTHONPATH"] = str(GUARD)
     env["HARNESS_GUARD_LOG"] = str(tmp_path / "guard.log")
     if endpoint is not None:
@@ -205,7 +207,6 @@ def test_promote_dry_run_stays_offline(cloud_file: Path, tmp_path: Path) -> None
         "train",
         "predict",
         "evaluate",
-        "explain",
         "condition",
     ]
     assert_no_other_host(tmp_path)
@@ -265,3 +266,54 @@ def test_run_cloud_target_promotes(moto_endpoint: str, cloud_file: Path, tmp_pat
         )
         == 1
     )
+
+
+def test_promote_rejects_bucket_in_other_region(
+    moto_endpoint: str, cloud_file: Path, tmp_path: Path
+) -> None:
+    bucket = "ranking-team-virginia"
+    boto3.client(
+        "s3",
+        region_name="us-east-1",
+        endpoint_url=moto_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
+    arguments = [
+        "--set",
+        f"session.bucket={bucket}",
+        "--set",
+        f"pipeline.output_prefix=s3://{bucket}/ltr",
+    ]
+    result = harness(
+        ["promote", *promote_arguments(cloud_file, tmp_path / "ws", *arguments)],
+        tmp_path,
+        moto_endpoint,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is in us-east-1, but [session] region is eu-west-1" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    assert client("s3", moto_endpoint).list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_promote_without_credentials_says_how_to_sign_in(
+    moto_endpoint: str, cloud_file: Path, tmp_path: Path
+) -> None:
+    result = harness(
+        ["promote", *promote_arguments(cloud_file, tmp_path / "ws")],
+        tmp_path,
+        moto_endpoint,
+        credentials=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "no AWS credentials" in result.stdout
+    assert "aws sso login" in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_run_cloud_target_rejects_local_options(cloud_file: Path, tmp_path: Path) -> None:
+    result = harness(
+        ["run", "--no-cache", *promote_arguments(cloud_file, tmp_path / "ws")], tmp_path, None
+    )
+    assert result.returncode == 2
+    assert "--no-cache: the local target's options" in result.stdout
