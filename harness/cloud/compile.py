@@ -5,9 +5,9 @@ Each job of the plan becomes the SDK step that issues the same request:
 - prepare, evaluate: ProcessingStep on the Spark 3.5 processing image, started with
   smspark-submit as PySparkProcessor starts it. evaluate carries the PropertyFile
   ``EvaluationReport`` that the condition reads.
-- train: TrainingStep of a ModelTrainer on the TensorFlow training image; with [tuning], a
+- train: TrainingStep of a ModelTrainer on the TensorFlow training image. With [tuning], it is a
   TuningStep of a HyperparameterTuner with the same strategy, ranges, limits and metric
-  definitions, whose best training job's model feeds the steps downstream.
+  definitions, and its best training job's model feeds the steps downstream.
 - predict, explain, package: ProcessingStep on the TensorFlow image (predict's test input is
   ShardedByS3Key, one share per instance).
 - condition: ConditionStep with a JsonGet on the evaluation report against the pipeline

@@ -265,7 +265,7 @@ def _image_problems(config: Config) -> list[PreflightProblem]:
     problems: list[PreflightProblem] = []
     region = config.session.region
     if region not in _sagemaker_regions():
-        # The region's own problem says it all; no image exists there either.
+        # No image exists in an unknown region, and its own problem names the fix.
         return problems
     train = config.steps.get("train")
     framework_version = (train.framework_version if train else None) or "2.18"
