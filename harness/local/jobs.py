@@ -37,6 +37,8 @@ from harness.local.processes import die_with_parent, forget_processes, record_pr
 
 # First characters of the failure file that SageMaker keeps as FailureReason / ExitMessage.
 FAILURE_REASON_CHARS = 1024
+# How long a reader may go without a new line after its processes ended, before it is left.
+READER_IDLE_SECONDS = 5.0
 
 LineSink = Callable[[str, str], None]
 """Receives (host, line) for every line a job's processes print."""
@@ -172,6 +174,7 @@ class _ProcessGroup:
     def __init__(self) -> None:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.readers: list[threading.Thread] = []
+        self.lines_read = 0
 
     def start(
         self,
@@ -206,6 +209,7 @@ class _ProcessGroup:
         def read() -> None:
             assert process.stdout is not None
             for raw in iter(process.stdout.readline, b""):
+                self.lines_read += 1
                 line = raw.decode("utf-8", errors="replace").rstrip("\n")
                 line_host, line = split_line(line) if split_line else (host, line)
                 with log_lock:
@@ -236,9 +240,23 @@ class _ProcessGroup:
                 timed_out = True
                 self.terminate()
             time.sleep(0.05)
-        for reader in self.readers:
-            reader.join(timeout=5)
+        self.drain()
         return [int(code) for code in codes if code is not None], timed_out
+
+    def drain(self) -> None:
+        """Wait until the readers have handled every line the processes wrote.
+
+        A reader can lag behind its process (a tuning job reports each objective value), and
+        the lines it has not read yet hold the last metrics. It is waited for while it makes
+        progress, and given up after READER_IDLE_SECONDS without a new line: a pipe that an
+        orphaned grandchild holds open never ends.
+        """
+        for reader in self.readers:
+            while reader.is_alive():
+                before = self.lines_read
+                reader.join(timeout=READER_IDLE_SECONDS)
+                if self.lines_read == before:
+                    break
 
     def terminate(self, grace_seconds: float = 5.0) -> None:
         for process in self.processes:
@@ -395,8 +413,7 @@ def _run_processes(
             # Ctrl-C or any error here: no child process may outlive the job.
             group.terminate()
             # The readers write to the log until their pipes close; let them finish first.
-            for reader in group.readers:
-                reader.join(timeout=5)
+            group.drain()
             raise
         finally:
             forget_processes(job_dir)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy
 from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 from optuna.storages import RDBStorage
@@ -86,6 +87,27 @@ def tuning_definition(
     }
 
 
+def sqlite_storage(path: Path) -> RDBStorage:
+    """Return Optuna's storage in the SQLite file `path`, in write-ahead-log mode.
+
+    Each objective value a training job prints is one transaction. With the default rollback
+    journal and full sync, one took about 30 ms on a loaded 2-core machine, and the job's log
+    reader fell epochs behind it; in WAL mode with synchronous=NORMAL, about 3 ms.
+    """
+    storage = RDBStorage(f"sqlite:///{path.resolve()}")
+    sqlalchemy.event.listen(storage.engine, "connect", _write_ahead_log)
+    # Connections opened before the listener did not run it.
+    storage.engine.dispose()
+    return storage
+
+
+def _write_ahead_log(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 def open_study(
     folder: Path, tuning_job_name: str, tuning: TuningConfig, definition: Mapping[str, Any]
 ) -> TuningStudy:
@@ -97,7 +119,7 @@ def open_study(
     """
     path = study_path(folder, tuning_job_name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    storage = RDBStorage(f"sqlite:///{path.resolve()}")
+    storage = sqlite_storage(path)
     # JSON round trip, so that tuples compare equal to the lists read back from storage.
     definition = json.loads(json.dumps(definition))
     maximize = tuning.objective_type == "Maximize"
@@ -251,7 +273,7 @@ def _parent_records(
             "warm_start_parents."
         )
 
-    storage = RDBStorage(f"sqlite:///{path.resolve()}")
+    storage = sqlite_storage(path)
     attributes = _stored_attributes(storage, parent)
     if attributes is None or DEFINITION not in attributes:
         raise TuningError(
