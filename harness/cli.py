@@ -188,7 +188,29 @@ def build_parser() -> argparse.ArgumentParser:
         "name", nargs="?", help="the tuning job (default: the one that ran last)"
     )
     tuning_show.add_argument("--json", action="store_true", help="print the table as JSON")
+    _add_tracking_commands(commands)
     return parser
+
+
+def _add_tracking_commands(commands) -> None:  # type: ignore[no-untyped-def]
+    runs = commands.add_parser("runs", help="list the runs recorded in MLflow, or compare two")
+    _add_config_options(runs)
+    runs.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="list the N newest runs (default: 20)"
+    )
+    runs.add_argument("--json", action="store_true", help="print the runs as JSON")
+    runs_commands = runs.add_subparsers(dest="runs_command", metavar="ACTION")
+    compare = runs_commands.add_parser(
+        "compare", help="print two runs' parameters and metrics side by side"
+    )
+    compare.add_argument(
+        "runs", nargs=2, metavar="RUN", help="a run id or MLflow run id (or its prefix)"
+    )
+    compare.add_argument("--json", action="store_true", help="print the differences as JSON")
+
+    ui = commands.add_parser("ui", help="serve the MLflow UI of the workspace's runs on 127.0.0.1")
+    _add_config_options(ui)
+    ui.add_argument("--port", type=int, default=5000, help="TCP port on 127.0.0.1 (default: 5000)")
 
 
 def command_tuning(args: argparse.Namespace, console: Console) -> int:
@@ -202,6 +224,49 @@ def command_tuning(args: argparse.Namespace, console: Console) -> int:
     else:
         print_tuning_table(console, table)
     return 0
+
+
+def command_runs(args: argparse.Namespace, console: Console) -> int:
+    import dataclasses
+
+    from harness.local.pipeline import workspace_of
+    from harness.report.runs import print_comparison, print_runs
+    from harness.tracking import tracking_settings
+    from harness.tracking.query import compare_runs, find_run, list_runs
+
+    config = _load(args)
+    settings = tracking_settings(config, workspace_of(config))
+    if args.runs_command == "compare":
+        first, second = (find_run(settings, reference) for reference in args.runs)
+        differences = compare_runs(first, second)
+        if args.json:
+            print(json.dumps([dataclasses.asdict(d) for d in differences], indent=2))
+        else:
+            print_comparison(console, first, second, differences)
+        return 0
+    if args.limit < 1:
+        raise HarnessError(f"--limit {args.limit}: must be at least 1. Fix: pass --limit 20.")
+    runs = list_runs(settings, args.limit)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(run) for run in runs], indent=2))
+    else:
+        print_runs(console, runs, settings.tracking_uri)
+    return 0
+
+
+def command_ui(args: argparse.Namespace, console: Console) -> int:
+    from harness.local.pipeline import workspace_of
+    from harness.tracking import tracking_settings
+    from harness.tracking.ui import UI_HOST, serve_ui
+
+    if not 1 <= args.port <= 65535:
+        raise HarnessError(f"--port {args.port}: not a TCP port. Fix: use 1 to 65535, e.g. 5000.")
+    config = _load(args)
+    settings = tracking_settings(config, workspace_of(config))
+    console.print(
+        f"MLflow UI of {settings.tracking_uri} on http://{UI_HOST}:{args.port} (Ctrl-C to stop)"
+    )
+    return serve_ui(settings, args.port)
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -492,6 +557,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "config": command_config,
         "models": command_models,
         "tuning": command_tuning,
+        "runs": command_runs,
+        "ui": command_ui,
     }
     try:
         return handlers[args.command](args, console)

@@ -47,6 +47,7 @@ from harness.config.checks import (
     check_region,
     check_role_arn,
     check_s3_uri,
+    check_tracking_uri,
     did_you_mean,
     environment_name_check,
     length_check,
@@ -296,6 +297,27 @@ REGISTER_SECTION = SectionSpec(
 )
 
 
+# Experiment tracking in MLflow. Local runs always record into the workspace's sqlite store;
+# a tracking server ARN in `uri` is used by the cloud target.
+TRACKING_SECTION = SectionSpec(
+    "tracking",
+    {
+        "enabled": KeySpec(Choice(("true", "false")), required=False, default="true"),
+        "uri": KeySpec(Custom(check_tracking_uri), required=False, default="workspace"),
+        "experiment": KeySpec(
+            Text(
+                re.compile(r"[^/\n]{1,500}"),
+                invalid_message="not an MLflow experiment name",
+                fix='use up to 500 characters without "/", e.g. "ltr-ranking"',
+            ),
+            required=False,
+            example="ltr-ranking",
+        ),
+    },
+    optional=True,
+)
+
+
 # A hyperparameter tuning job of the train step, in the terms of CreateHyperParameterTuningJob.
 # Cross-section rules (Grid, Hyperband, the objective metric, tuned names) are in
 # harness.config.tuning.
@@ -360,6 +382,7 @@ def _build_sections() -> dict[str, Spec]:
             sections[step] = CONDITION_SECTION
         elif step == "register":
             sections[step] = REGISTER_SECTION
+    sections[TRACKING_SECTION.name] = TRACKING_SECTION
     return sections
 
 
