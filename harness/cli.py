@@ -48,6 +48,24 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_profile_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        choices=["train"],
+        metavar="STEP",
+        help="trace STEP (train) with the TensorFlow profiler into its TensorBoard folder "
+        "and print ms per step, input against compute time and the slowest operations",
+    )
+
+
+def _apply_profile(args: argparse.Namespace) -> None:
+    """Add the override that makes train trace its steps, unless the configuration sets them."""
+    from harness.report.profile import DEFAULT_PROFILE_STEPS
+
+    if args.profile and not _load(args).section_values("train").get("profile_steps"):
+        args.overrides = [*args.overrides, f"train.profile_steps={DEFAULT_PROFILE_STEPS}"]
+
+
 def _add_fixtures_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fixtures",
@@ -128,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STEP",
         help="rerun STEP and every step after it, ignoring their cache entries",
     )
+    _add_profile_option(run)
 
     config = commands.add_parser("config", help="show or validate the effective configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -164,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start every job as a fresh process (no warm TensorFlow or Spark)",
     )
+    _add_profile_option(watch)
 
     models = commands.add_parser(
         "models", help="list the model packages in the local model registry"
@@ -289,6 +309,7 @@ def command_run(args: argparse.Namespace, console: Console) -> int:
     from harness.plan.build import build_plan
     from harness.report.summary import print_run_summary
 
+    _apply_profile(args)
     config = _load(args)
     _check_dataset(config)
     if config.session.target != "local":
@@ -320,6 +341,10 @@ def command_run(args: argparse.Namespace, console: Console) -> int:
     record = runner.run()
     console.print()
     print_run_summary(console, record)
+    if args.profile:
+        from harness.report.profile import print_step_time
+
+        print_step_time(console, record, workspace_of(config))
     if record.failed:
         failed = [s for s in record.steps if s.status in ("Failed", "Stopped")]
         for outcome in failed:
@@ -426,6 +451,11 @@ def command_watch(args: argparse.Namespace, console: Console) -> int:
     extra_files = list(args.extra_files)
     if not args.full_data:
         extra_files.append(_fixtures_file(args, "--full-data"))
+    if args.profile:
+        # The override goes after every file, so it is checked against the watched files.
+        args.extra_files, base_files = extra_files, args.extra_files
+        _apply_profile(args)
+        args.extra_files = base_files
 
     def load():  # type: ignore[no-untyped-def]
         config = load_config(args.config, extra_files, args.overrides, use_local=args.use_local)
@@ -438,6 +468,10 @@ def command_watch(args: argparse.Namespace, console: Console) -> int:
         preflight(config, workspace_of(config))
         plan = build_plan(config, new_run_id())
         record = LocalRunner(config, plan, events, aws=aws, launcher=launcher).run()
+        if args.profile:
+            from harness.report.profile import print_step_time
+
+            print_step_time(console, record, workspace_of(config))
         if record.failed:
             for outcome in record.steps:
                 if outcome.status in ("Failed", "Stopped") and outcome.log_path:

@@ -44,6 +44,7 @@ from harness.config.checks import (
     check_metric_regex,
     check_model_package_group,
     check_pipeline_name,
+    check_profile_steps,
     check_region,
     check_role_arn,
     check_s3_uri,
@@ -186,6 +187,7 @@ def _job_step_section(step: str, kind: InstanceKind) -> SectionSpec:
             required=False,
             default="py310",
         )
+        keys["profile_steps"] = KeySpec(Custom(check_profile_steps), required=False, example="5,25")
     return SectionSpec(step, keys, step=step)
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.config import Config
+from harness.report.profile import profile_folder
 from harness.tracking.settings import TrackingSettings, disable_telemetry, tracking_settings
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ def _record(
     for step, outputs in sorted(digests.items()):
         for output, digest in sorted(outputs.items()):
             tags[mlflow_name(f"harness.data.{step}.{output}")] = digest
-    metrics.extend(_evaluation_metrics(record.evaluation, now))
+    metrics.extend(_evaluation_metrics(_evaluation_report(record, workspace), now))
     if record.condition is not None:
         tags["harness.condition"] = "true" if record.condition["outcome"] else "false"
     if record.model_package_arn:
@@ -290,6 +291,27 @@ def _step_metrics(outcome: StepOutcome, now: int) -> list[Any]:
     return metrics
 
 
+def _evaluation_report(record: RunRecord, workspace: Path) -> dict[str, Any] | None:
+    """Return evaluation.json of the run: the condition step's copy, or the evaluate step's file."""
+    if record.evaluation is not None:
+        return record.evaluation
+    local = _report_file(record, workspace, "evaluate", "evaluation", "evaluation.json")
+    if local is None or not local.is_file():
+        return None
+    return json.loads(local.read_text())
+
+
+def _report_file(
+    record: RunRecord, workspace: Path, step: str, output: str, file_name: str
+) -> Path | None:
+    """Return the workspace copy of a report that a completed step wrote, or None."""
+    outcome = record.step(step)
+    if outcome is None or outcome.status != "Completed" or output not in outcome.outputs:
+        return None
+    uri = outcome.outputs[output].rstrip("/") + "/" + file_name
+    return workspace / "s3" / uri.removeprefix("s3://")
+
+
 def _evaluation_metrics(evaluation: dict[str, Any] | None, now: int) -> list[Any]:
     """Return the model's ranking metrics of evaluation.json as `evaluate.<name>` metrics."""
     from mlflow.entities import Metric
@@ -314,16 +336,34 @@ def _log_reports(client: MlflowClient, run_id: str, record: RunRecord, workspace
         "evaluate": ("evaluation", "evaluation.json", "evaluation"),
         "explain": ("explain", "analysis.json", "explainability"),
     }
+    train = record.step("train")
+    if train is not None and train.status == "Completed" and not train.cached:
+        profile = profile_folder(workspace, train.name) / "step_time.json"
+        if profile.is_file():
+            client.log_artifact(run_id, str(profile), "profile")
+            _log_step_time(client, run_id, json.loads(profile.read_text()))
     for step, (output, file_name, folder) in reports.items():
-        outcome = record.step(step)
-        if outcome is None or outcome.status != "Completed" or output not in outcome.outputs:
+        local = _report_file(record, workspace, step, output, file_name)
+        if local is None:
             continue
-        uri = outcome.outputs[output].rstrip("/") + "/" + file_name
-        local = workspace / "s3" / uri.removeprefix("s3://")
         if local.is_file():
             client.log_artifact(run_id, str(local), folder)
         else:
             logger.warning("%s report %s not found in the workspace; not attached", step, local)
+
+
+def _log_step_time(client: MlflowClient, run_id: str, profile: dict[str, Any]) -> None:
+    """Log a profiled train job's step-time breakdown as `train.profile.*` metrics."""
+    from mlflow.entities import Metric
+
+    now = _now_ms()
+    names = ("ms_per_step", "input_ms_per_step", "compute_ms_per_step", "input_share")
+    metrics = [
+        Metric(f"train.profile.{name}", float(profile[name]), now, 0)
+        for name in names
+        if isinstance(profile.get(name), (int, float))
+    ]
+    _log_batches(client, run_id, [], metrics, [])
 
 
 def _log_batches(

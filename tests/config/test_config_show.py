@@ -53,6 +53,7 @@ def test_render_lists_sections_in_schema_order(project: Project) -> None:
         "condition",
         "register",
         "package",
+        "tracking",
     ]
 
 
