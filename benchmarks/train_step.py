@@ -68,6 +68,9 @@ def measure(steps: Path, data: Path, batches_function: str) -> dict:
 
     inputs: list[float] = []
     computes: list[float] = []
+    # Process CPU seconds (all threads) at each step's start; less sensitive than wall time to
+    # other processes on a busy machine.
+    cpu_marks: list[float] = []
     original = getattr(ranking, batches_function)
 
     def timed_batches(*args, **kwargs):
@@ -75,6 +78,7 @@ def measure(steps: Path, data: Path, batches_function: str) -> dict:
         yielded_at = None
         while True:
             asked = time.perf_counter()
+            cpu_marks.append(time.process_time())
             if yielded_at is not None:
                 computes.append(asked - yielded_at)
             try:
@@ -91,10 +95,22 @@ def measure(steps: Path, data: Path, batches_function: str) -> dict:
     validation_queries, _ = train_module.load_queries(str(data / "validation"), "validation")
     num_features = train_queries[0].features.shape[1]
     started = time.perf_counter()
-    _, history, best_epoch = train_module.train(args, train_queries, validation_queries, num_features)
+    _, history, best_epoch = train_module.train(
+        args, train_queries, validation_queries, num_features
+    )
     total = time.perf_counter() - started
     steady_input, steady_compute = inputs[1:], computes[1:]
     step_ms = [1000 * (i + c) for i, c in zip(steady_input, steady_compute, strict=True)]
+    # Steps 2..N: from the request of batch 2 to the request after the last batch of each
+    # epoch, minus the validation between epochs, which runs outside the generator.
+    epochs = history[-1]["epoch"]
+    per_epoch = len(computes) // epochs
+    cpu_step_seconds = [
+        cpu_marks[epoch * (per_epoch + 1) + index + 1] - cpu_marks[epoch * (per_epoch + 1) + index]
+        for epoch in range(epochs)
+        for index in range(per_epoch)
+        if epoch or index
+    ]
     return {
         "steps": len(computes),
         "first_step_ms": 1000 * (inputs[0] + computes[0]),
@@ -103,6 +119,7 @@ def measure(steps: Path, data: Path, batches_function: str) -> dict:
         "input_ms_per_step": 1000 * statistics.fmean(steady_input),
         "compute_ms_per_step": 1000 * statistics.fmean(steady_compute),
         "input_share": sum(steady_input) / (sum(steady_input) + sum(steady_compute)),
+        "cpu_ms_per_step": 1000 * statistics.fmean(cpu_step_seconds),
         "training_loop_seconds": total,
         "best_validation_ndcg_at_10": history[best_epoch - 1]["validation:ndcg@10"],
         "best_epoch": best_epoch,
@@ -111,7 +128,9 @@ def measure(steps: Path, data: Path, batches_function: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="folder with train/ and validation/")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="folder with train/ and validation/"
+    )
     parser.add_argument("--versions", nargs="+", default=["c78e431", "worktree"])
     parser.add_argument("--repeats", type=int, default=2, help="runs of each version")
     parser.add_argument(
@@ -136,7 +155,15 @@ def main() -> None:
             for version, function in zip(arguments.versions, functions, strict=True):
                 steps = steps_folder(version, Path(scratch))
                 output = subprocess.run(
-                    [sys.executable, __file__, "--data", str(arguments.data), "--one", str(steps), function],
+                    [
+                        sys.executable,
+                        __file__,
+                        "--data",
+                        str(arguments.data),
+                        "--one",
+                        str(steps),
+                        function,
+                    ],
                     capture_output=True,
                     text=True,
                     check=True,
@@ -147,7 +174,9 @@ def main() -> None:
                 print(version, json.dumps(result), flush=True)
     for version, runs in results.items():
         print(
-            f"{version}: {statistics.fmean(r['ms_per_step'] for r in runs):.2f} ms per step, "
+            f"{version}: {statistics.fmean(r['ms_per_step'] for r in runs):.2f} ms per step "
+            f"(median of runs' medians {statistics.median(r['median_ms_per_step'] for r in runs):.2f}), "
+            f"CPU {statistics.fmean(r['cpu_ms_per_step'] for r in runs):.2f} ms per step, "
             f"input share {100 * statistics.fmean(r['input_share'] for r in runs):.1f}%, "
             f"first step {statistics.fmean(r['first_step_ms'] for r in runs):.0f} ms, "
             f"best validation NDCG@10 {runs[0]['best_validation_ndcg_at_10']:.4f}"
