@@ -62,7 +62,15 @@ def _apply_profile(args: argparse.Namespace) -> None:
     """Add the override that makes train trace its steps, unless the configuration sets them."""
     from harness.report.profile import DEFAULT_PROFILE_STEPS
 
-    if args.profile and not _load(args).section_values("train").get("profile_steps"):
+    if not getattr(args, "profile", None):
+        return
+    config = _load(args)
+    if args.profile not in config.steps:
+        raise HarnessError(
+            f"--profile {args.profile}: the step is not in [pipeline] steps "
+            f"({', '.join(config.pipeline.steps)}). Fix: add it, or run without --profile."
+        )
+    if not config.section_values(args.profile).get("profile_steps"):
         args.overrides = [*args.overrides, f"train.profile_steps={DEFAULT_PROFILE_STEPS}"]
 
 
@@ -341,7 +349,7 @@ def command_run(args: argparse.Namespace, console: Console) -> int:
     record = runner.run()
     console.print()
     print_run_summary(console, record)
-    if args.profile:
+    if getattr(args, "profile", None):
         from harness.report.profile import print_step_time
 
         print_step_time(console, record, workspace_of(config))

@@ -30,11 +30,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Limits of MLflow 3.17 (mlflow/utils/validation.py): a parameter value has at most 6000
-# characters, and one log_batch call carries at most 100 parameters and 1000 metrics.
+# characters, and one log_batch call carries at most 100 parameters and tags together and
+# 1000 metrics.
 MAX_PARAM_VALUE_LENGTH = 6000
-MAX_PARAMS_PER_BATCH = 100
+MAX_PARAMS_TAGS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
-# MLflow names may contain only word characters, ".", "-", " ", ":" and "/".
+# MLflow 3.17 names may contain only word characters, ".", "-", " ", ":" and "/" (no ":" on
+# Windows, which harness does not support).
 _INVALID_NAME_CHARACTERS = re.compile(r"[^\w.\- :/]")
 # How long the end of a run waits for the MLflow run to be created (importing MLflow and
 # creating a new sqlite store take several seconds on a loaded 2-core machine).
@@ -54,6 +56,10 @@ def open_client(settings: TrackingSettings) -> tuple[MlflowClient, str]:
     disable_telemetry()
     from mlflow import MlflowClient
 
+    # MLflow logs store creation and schema upgrades at INFO to the terminal, between the
+    # run's progress lines.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     experiment = client.get_experiment_by_name(settings.experiment)
     if experiment is not None:
@@ -369,12 +375,12 @@ def _log_step_time(client: MlflowClient, run_id: str, profile: dict[str, Any]) -
 def _log_batches(
     client: MlflowClient, run_id: str, params: list, metrics: list, tags: list
 ) -> None:
-    for start in range(0, len(params), MAX_PARAMS_PER_BATCH):
-        client.log_batch(run_id, params=params[start : start + MAX_PARAMS_PER_BATCH])
+    for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
+        client.log_batch(run_id, params=params[start : start + MAX_PARAMS_TAGS_PER_BATCH])
     for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
         client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
-    if tags:
-        client.log_batch(run_id, tags=tags)
+    for start in range(0, len(tags), MAX_PARAMS_TAGS_PER_BATCH):
+        client.log_batch(run_id, tags=tags[start : start + MAX_PARAMS_TAGS_PER_BATCH])
 
 
 def _terminate(client: MlflowClient, run_id: str, status: str) -> None:
