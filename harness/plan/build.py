@@ -86,7 +86,7 @@ EVALUATION_PROPERTY_FILE = "EvaluationReport"
 
 # The explain step's file that register attaches as ModelMetrics.Explainability.Report.
 EXPLAINABILITY_REPORT = "analysis.json"
-# Where a training job writes TensorBoard logs in the container (TensorBoardOutputConfig.LocalPath).
+# The container folder of a training job's TensorBoard logs (TensorBoardOutputConfig.LocalPath).
 TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"
 
 

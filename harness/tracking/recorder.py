@@ -397,8 +397,8 @@ def _mlflow_status(status: str) -> str:
 
 
 def _param_value(value: str) -> str:
-    # NOTE: longer values are cut to MLflow's limit; the full configuration is in the
-    # run record artifact (run/<run id>.json lists its files) and in the files themselves.
+    # NOTE: a longer value is cut to MLflow's limit. The configuration files that the
+    # harness.config_sources tag names contain the whole value.
     return str(value)[:MAX_PARAM_VALUE_LENGTH]
 
 

@@ -3,7 +3,7 @@
 The local target always records into `<workspace>/mlflow/`: a `sqlite:///` backend store
 (`mlflow.db`) and an artifact folder (`artifacts/`), so no tracking server is needed and no
 connection leaves the machine. `[tracking] uri` may name the ARN of a SageMaker managed MLflow
-tracking server; the cloud target's jobs and client then record there through the
+tracking server, for the cloud target. Its jobs and client then record there through the
 `sagemaker-mlflow` plugin, which MLflow loads for `arn:aws:sagemaker:` tracking URIs.
 """
 

@@ -9,7 +9,8 @@ import sys
 from harness.errors import HarnessError
 from harness.tracking.settings import TrackingSettings
 
-# The UI listens on loopback only: the store holds configuration and data digests of every run.
+# The UI listens on loopback only, because the store contains the configuration and data
+# digests of every run.
 UI_HOST = "127.0.0.1"
 
 

@@ -91,7 +91,7 @@ def padded_batches(
 class FlatBatch:
     """A batch of whole queries in the flat layout the train step uses.
 
-    `features` [1, documents, features] holds the documents of all the batch's queries one
+    `features` [1, documents, features] contains the documents of all the batch's queries one
     after the other, with no padding, so the MLP scores only real documents. `pairs`
     [pairs, 2] indexes the documents (i, j) of each pair with label_i > label_j within a
     query. `positions` [documents, 2] is each document's (query row, position) in the padded
