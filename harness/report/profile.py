@@ -28,18 +28,19 @@ def print_step_time(console: Console, record: RunRecord, workspace: Path) -> Non
     if train is None or train.status != "Completed":
         console.print("No step-time breakdown: the train step did not complete.")
         return
+
     folder = profile_folder(workspace, train.name)
     path = folder / "step_time.json"
     if not path.is_file():
-        # NOTE: a tuning job's training jobs and a train job from an older cache entry
-        # write no step_time.json here.
+        # NOTE: with [tuning], each training job traces into its own job folder, which this
+        # does not read.
         console.print(f"No step-time breakdown: {path} not found (train ran as {train.name}).")
         return
     profile = json.loads(path.read_text())
-    first, last = profile["traced_steps"]
     if "ms_per_step" not in profile:
         console.print(f"No step-time breakdown: the job ran {profile['steps']} step(s) only.")
         return
+
     console.print(
         f"[bold]Step time of {escape(train.name)}[/bold] ({profile['steps']} steps; "
         f"step 1, which builds the graph, took {profile['first_step_ms']:.0f} ms and is left out)"
@@ -50,23 +51,29 @@ def print_step_time(console: Console, record: RunRecord, workspace: Path) -> Non
         f"computing {profile['compute_ms_per_step']:.2f} ms "
         f"({100 * (1 - profile['input_share']):.1f}%)"
     )
-    operations = profile.get("slowest_operations", [])
-    if operations:
-        table = Table(
-            title=f"Slowest TensorFlow operations in steps {first} to {last}", title_justify="left"
-        )
-        table.add_column("total ms", justify="right", no_wrap=True)
-        table.add_column("share", justify="right", no_wrap=True)
-        table.add_column("runs", justify="right", no_wrap=True)
-        table.add_column("type", no_wrap=True)
-        table.add_column("operation", overflow="fold")
-        for operation in operations:
-            table.add_row(
-                f"{operation['total_ms']:.1f}",
-                f"{100 * operation['share']:.1f}%",
-                str(operation["count"]),
-                escape(operation["type"]),
-                escape(operation["name"]),
-            )
-        console.print(table)
+    _print_operations(console, profile)
     console.print(f"  trace: tensorboard --logdir {folder} (the Profile tab)", soft_wrap=True)
+
+
+def _print_operations(console: Console, profile: dict) -> None:
+    operations = profile.get("slowest_operations", [])
+    if not operations:
+        return
+    first, last = profile["traced_steps"]
+    table = Table(
+        title=f"Slowest TensorFlow operations in steps {first} to {last}", title_justify="left"
+    )
+    table.add_column("total ms", justify="right", no_wrap=True)
+    table.add_column("share", justify="right", no_wrap=True)
+    table.add_column("runs", justify="right", no_wrap=True)
+    table.add_column("type", no_wrap=True)
+    table.add_column("operation", overflow="fold")
+    for operation in operations:
+        table.add_row(
+            f"{operation['total_ms']:.1f}",
+            f"{100 * operation['share']:.1f}%",
+            str(operation["count"]),
+            escape(operation["type"]),
+            escape(operation["name"]),
+        )
+    console.print(table)
