@@ -274,13 +274,15 @@ def main():
     best = history[best_epoch - 1]
     step_time = timer.summary()
     if distributed.is_chief() and "ms_per_step" in step_time:
-        print(
-            f"step_time: {step_time['ms_per_step']:.2f} ms per step "
-            f"(input {step_time['input_ms_per_step']:.2f} ms, "
-            f"compute {step_time['compute_ms_per_step']:.2f} ms, "
-            f"input share {100 * step_time['input_share']:.1f}%), {step_time['steps']} steps, "
-            f"first step {step_time['first_step_ms']:.0f} ms",
-            flush=True,
+        log.info(
+            "step time: %.2f ms per step (input %.2f ms, compute %.2f ms, input share %.1f%%), "
+            "%d steps, first step %.0f ms",
+            step_time["ms_per_step"],
+            step_time["input_ms_per_step"],
+            step_time["compute_ms_per_step"],
+            100 * step_time["input_share"],
+            step_time["steps"],
+            step_time["first_step_ms"],
         )
     log.info(
         "best epoch %d of %d: validation NDCG@10 %.4f, %.1f s",
@@ -341,10 +343,13 @@ def write_profile(step_range, step_time) -> None:
     with open(os.path.join(folder, "step_time.json"), "w", encoding="utf-8") as file:
         json.dump(profile, file, indent=2)
     for operation in operations:
-        print(
-            f"profile: {operation['total_ms']:.1f} ms {100 * operation['share']:.1f}% "
-            f"{operation['type']} {operation['name']} ({operation['count']} runs)",
-            flush=True,
+        log.info(
+            "profile: %.1f ms %.1f%% %s %s (%d runs)",
+            operation["total_ms"],
+            100 * operation["share"],
+            operation["type"],
+            operation["name"],
+            operation["count"],
         )
     log.info("profiler trace and step_time.json in %s", folder)
 
