@@ -48,6 +48,32 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_profile_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        choices=["train"],
+        metavar="STEP",
+        help="trace STEP (train) with the TensorFlow profiler into its TensorBoard folder "
+        "and print ms per step, input against compute time and the slowest operations",
+    )
+
+
+def _apply_profile(args: argparse.Namespace) -> None:
+    """Add the override that makes train trace its steps, unless the configuration sets them."""
+    from harness.report.profile import DEFAULT_PROFILE_STEPS
+
+    if not getattr(args, "profile", None):
+        return
+    config = _load(args)
+    if args.profile not in config.steps:
+        raise HarnessError(
+            f"--profile {args.profile}: the step is not in [pipeline] steps "
+            f"({', '.join(config.pipeline.steps)}). Fix: add it, or run without --profile."
+        )
+    if not config.section_values(args.profile).get("profile_steps"):
+        args.overrides = [*args.overrides, f"train.profile_steps={DEFAULT_PROFILE_STEPS}"]
+
+
 def _add_fixtures_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fixtures",
@@ -128,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STEP",
         help="rerun STEP and every step after it, ignoring their cache entries",
     )
+    _add_profile_option(run)
 
     config = commands.add_parser("config", help="show or validate the effective configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -164,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start every job as a fresh process (no warm TensorFlow or Spark)",
     )
+    _add_profile_option(watch)
 
     models = commands.add_parser(
         "models", help="list the model packages in the local model registry"
@@ -216,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         "name", nargs="?", help="the tuning job (default: the one that ran last)"
     )
     tuning_show.add_argument("--json", action="store_true", help="print the table as JSON")
+    _add_tracking_commands(commands)
     return parser
 
 
@@ -295,6 +324,27 @@ def _promote(args: argparse.Namespace, config, console: Console) -> int:  # type
     return 0 if status == "Succeeded" else EXIT_JOB_FAILED
 
 
+def _add_tracking_commands(commands) -> None:  # type: ignore[no-untyped-def]
+    runs = commands.add_parser("runs", help="list the runs recorded in MLflow, or compare two")
+    _add_config_options(runs)
+    runs.add_argument(
+        "--limit", type=int, default=20, metavar="N", help="list the N newest runs (default: 20)"
+    )
+    runs.add_argument("--json", action="store_true", help="print the runs as JSON")
+    runs_commands = runs.add_subparsers(dest="runs_command", metavar="ACTION")
+    compare = runs_commands.add_parser(
+        "compare", help="print two runs' parameters and metrics side by side"
+    )
+    compare.add_argument(
+        "runs", nargs=2, metavar="RUN", help="a run id or MLflow run id (or its prefix)"
+    )
+    compare.add_argument("--json", action="store_true", help="print the differences as JSON")
+
+    ui = commands.add_parser("ui", help="serve the MLflow UI of the workspace's runs on 127.0.0.1")
+    _add_config_options(ui)
+    ui.add_argument("--port", type=int, default=5000, help="TCP port on 127.0.0.1 (default: 5000)")
+
+
 def command_tuning(args: argparse.Namespace, console: Console) -> int:
     from harness.local.pipeline import workspace_of
     from harness.local.tuning_job import read_trial_table
@@ -306,6 +356,49 @@ def command_tuning(args: argparse.Namespace, console: Console) -> int:
     else:
         print_tuning_table(console, table)
     return 0
+
+
+def command_runs(args: argparse.Namespace, console: Console) -> int:
+    import dataclasses
+
+    from harness.local.pipeline import workspace_of
+    from harness.report.runs import print_comparison, print_runs
+    from harness.tracking import tracking_settings
+    from harness.tracking.query import compare_runs, find_run, list_runs
+
+    config = _load(args)
+    settings = tracking_settings(config, workspace_of(config))
+    if args.runs_command == "compare":
+        first, second = (find_run(settings, reference) for reference in args.runs)
+        differences = compare_runs(first, second)
+        if args.json:
+            print(json.dumps([dataclasses.asdict(d) for d in differences], indent=2))
+        else:
+            print_comparison(console, first, second, differences)
+        return 0
+    if args.limit < 1:
+        raise HarnessError(f"--limit {args.limit}: must be at least 1. Fix: pass --limit 20.")
+    runs = list_runs(settings, args.limit)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(run) for run in runs], indent=2))
+    else:
+        print_runs(console, runs, settings.tracking_uri)
+    return 0
+
+
+def command_ui(args: argparse.Namespace, console: Console) -> int:
+    from harness.local.pipeline import workspace_of
+    from harness.tracking import tracking_settings
+    from harness.tracking.ui import UI_HOST, serve_ui
+
+    if not 1 <= args.port <= 65535:
+        raise HarnessError(f"--port {args.port}: not a TCP port. Fix: use 1 to 65535, e.g. 5000.")
+    config = _load(args)
+    settings = tracking_settings(config, workspace_of(config))
+    console.print(
+        f"MLflow UI of {settings.tracking_uri} on http://{UI_HOST}:{args.port} (Ctrl-C to stop)"
+    )
+    return serve_ui(settings, args.port)
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -328,6 +421,7 @@ def command_run(args: argparse.Namespace, console: Console) -> int:
     from harness.plan.build import build_plan
     from harness.report.summary import print_run_summary
 
+    _apply_profile(args)
     config = _load(args)
     _check_dataset(config)
     if config.session.target == "cloud":
@@ -368,6 +462,10 @@ def command_run(args: argparse.Namespace, console: Console) -> int:
     record = runner.run()
     console.print()
     print_run_summary(console, record)
+    if getattr(args, "profile", None):
+        from harness.report.profile import print_step_time
+
+        print_step_time(console, record, workspace_of(config))
     if record.failed:
         failed = [s for s in record.steps if s.status in ("Failed", "Stopped")]
         for outcome in failed:
@@ -474,6 +572,11 @@ def command_watch(args: argparse.Namespace, console: Console) -> int:
     extra_files = list(args.extra_files)
     if not args.full_data:
         extra_files.append(_fixtures_file(args, "--full-data"))
+    if args.profile:
+        # The override goes after every file, so it is checked against the watched files.
+        args.extra_files, base_files = extra_files, args.extra_files
+        _apply_profile(args)
+        args.extra_files = base_files
 
     def load():  # type: ignore[no-untyped-def]
         config = load_config(args.config, extra_files, args.overrides, use_local=args.use_local)
@@ -486,6 +589,10 @@ def command_watch(args: argparse.Namespace, console: Console) -> int:
         preflight(config, workspace_of(config))
         plan = build_plan(config, new_run_id())
         record = LocalRunner(config, plan, events, aws=aws, launcher=launcher).run()
+        if args.profile:
+            from harness.report.profile import print_step_time
+
+            print_step_time(console, record, workspace_of(config))
         if record.failed:
             for outcome in record.steps:
                 if outcome.status in ("Failed", "Stopped") and outcome.log_path:
@@ -606,6 +713,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "models": command_models,
         "tuning": command_tuning,
         "promote": command_promote,
+        "runs": command_runs,
+        "ui": command_ui,
     }
     try:
         return handlers[args.command](args, console)

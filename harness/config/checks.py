@@ -259,6 +259,35 @@ def check_role_arn(value: str, context: CheckContext) -> Issue | None:
     )
 
 
+def check_profile_steps(value: str, context: CheckContext) -> Issue | None:
+    parts = value.split(",")
+    if len(parts) == 2 and all(part.strip().isdigit() for part in parts):
+        first, last = (int(part) for part in parts)
+        if 1 <= first <= last:
+            return None
+    return Issue(
+        "not a range of training steps",
+        'use FIRST,LAST with 1 <= FIRST <= LAST, e.g. "5,25" traces steps 5 to 25',
+    )
+
+
+# ARNs of SageMaker managed MLflow: a tracking server or a serverless MLflow app.
+_MLFLOW_ARN = re.compile(
+    r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:(mlflow-tracking-server|mlflow-app)/[A-Za-z0-9-]{1,256}"
+)
+
+
+def check_tracking_uri(value: str, context: CheckContext) -> Issue | None:
+    if value == "workspace" or _MLFLOW_ARN.fullmatch(value):
+        return None
+    return Issue(
+        "not a tracking store",
+        'use "workspace" (an MLflow sqlite store in the workspace) or the ARN of a SageMaker '
+        "managed MLflow tracking server, e.g. "
+        '"arn:aws:sagemaker:us-east-1:111122223333:mlflow-tracking-server/ltr-tracking"',
+    )
+
+
 # Prefixes and suffixes that S3 reserves, from "General purpose bucket naming rules" in the
 # Amazon S3 User Guide, which also gives the other rules checked below.
 _RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")

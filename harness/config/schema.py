@@ -45,9 +45,11 @@ from harness.config.checks import (
     check_metric_regex,
     check_model_package_group,
     check_pipeline_name,
+    check_profile_steps,
     check_region,
     check_role_arn,
     check_s3_uri,
+    check_tracking_uri,
     did_you_mean,
     environment_name_check,
     length_check,
@@ -200,6 +202,7 @@ def _job_step_section(step: str, kind: InstanceKind) -> SectionSpec:
             required=False,
             example="-x NCCL_DEBUG=INFO",
         )
+        keys["profile_steps"] = KeySpec(Custom(check_profile_steps), required=False, example="5,25")
     return SectionSpec(step, keys, step=step)
 
 
@@ -311,6 +314,27 @@ REGISTER_SECTION = SectionSpec(
 )
 
 
+# Experiment tracking in MLflow. Local runs always record into the workspace's sqlite store;
+# a tracking server ARN in `uri` is used by the cloud target.
+TRACKING_SECTION = SectionSpec(
+    "tracking",
+    {
+        "enabled": KeySpec(Choice(("true", "false")), required=False, default="true"),
+        "uri": KeySpec(Custom(check_tracking_uri), required=False, default="workspace"),
+        "experiment": KeySpec(
+            Text(
+                re.compile(r"[^/\n]{1,500}"),
+                invalid_message="not an MLflow experiment name",
+                fix='use up to 500 characters without "/", e.g. "ltr-ranking"',
+            ),
+            required=False,
+            example="ltr-ranking",
+        ),
+    },
+    optional=True,
+)
+
+
 # A hyperparameter tuning job of the train step, in the terms of CreateHyperParameterTuningJob.
 # Cross-section rules (Grid, Hyperband, the objective metric, tuned names) are in
 # harness.config.tuning.
@@ -387,6 +411,7 @@ def _build_sections() -> dict[str, Spec]:
         elif step == "register":
             sections[step] = REGISTER_SECTION
     sections[CLOUD_SECTION.name] = CLOUD_SECTION
+    sections[TRACKING_SECTION.name] = TRACKING_SECTION
     return sections
 
 

@@ -602,6 +602,13 @@ def run_training_job(
         aws.put_file(job_dir / "model.tar.gz", model_uri)
         aws.put_file(job_dir / "output.tar.gz", output_uri)
         result.outputs = {"model": model_uri, "output": output_uri}
+        tensorboard = request.get("TensorBoardOutputConfig")
+        if tensorboard is not None:
+            local = Path(
+                remap_path(tensorboard.get("LocalPath", "/opt/ml/output/tensorboard"), root)
+            )
+            if local.is_dir():
+                aws.put_tree(local, tensorboard["S3OutputPath"])
 
     final_metrics = [
         {"MetricName": metric, "Value": values[-1], "Timestamp": _now()}

@@ -30,6 +30,7 @@ from harness.local.jobs import (
 from harness.local.processes import end_orphans
 from harness.plan.build import EXPLAINABILITY_REPORT, Plan, PlannedJob, hash_files
 from harness.plan.code import step_code_files
+from harness.tracking import RunTracker
 from harness.tuning.records import status_counts
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ class LocalRunner:
         self._staged = False
         self._env: dict[str, str] = {}
         self.launcher = launcher
+        self.tracker: RunTracker | None = None
         # Where each step's outputs are in this run (fresh or from the cache), and their digests.
         self.resolved: dict[str, dict[str, str]] = {"dataset": {"raw": plan.dataset_uri}}
         self.digests: dict[str, dict[str, str]] = {}
@@ -161,6 +163,7 @@ class LocalRunner:
         end_orphans(self.workspace)
         self._require_horovod()
         self._prestart_workers()
+        self.tracker = RunTracker.start(self.config, self.plan, self.workspace)
         try:
             if "raw" not in self.digests.get("dataset", {}):
                 self.digests["dataset"] = {"raw": self._s3_dataset_digest()}
@@ -177,6 +180,8 @@ class LocalRunner:
                 self._aws.stop()
         record.status = "Failed" if record.failed else "Completed"
         self._save(record, started)
+        # NOTE: an interrupted run is not recorded in MLflow; its MLflow run stays RUNNING.
+        self.tracker.finish(self.config, record, self.digests, self.workspace)
         return record
 
     def _require_horovod(self) -> None:
@@ -521,6 +526,13 @@ class LocalRunner:
         else:
             request["ModelApprovalStatus"] = "Rejected"
 
+        mlflow_run_id = self.tracker.run_id() if self.tracker is not None else ""
+        if mlflow_run_id:
+            # Links the model package to the MLflow run that recorded how it was made.
+            request["CustomerMetadataProperties"] = {
+                **request["CustomerMetadataProperties"],
+                "mlflow_run_id": mlflow_run_id,
+            }
         if record.condition:
             request["CustomerMetadataProperties"] = {
                 **request["CustomerMetadataProperties"],

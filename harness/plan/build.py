@@ -86,6 +86,8 @@ EVALUATION_PROPERTY_FILE = "EvaluationReport"
 
 # The explain step's file that register attaches as ModelMetrics.Explainability.Report.
 EXPLAINABILITY_REPORT = "analysis.json"
+# The container folder of a training job's TensorBoard logs (TensorBoardOutputConfig.LocalPath).
+TENSORBOARD_LOCAL_PATH = "/opt/ml/output/tensorboard"
 
 
 class PlanError(HarnessError):
@@ -332,6 +334,10 @@ def _training_request(
     framework_version = step.framework_version or "2.18"
     py_version = step.py_version or "py310"
     hyperparameters = dict(step.hyperparameters)
+    profile_steps = config.section_values(step.name).get("profile_steps", "")
+    if profile_steps:
+        # The train step traces these steps into TensorBoardOutputConfig's LocalPath.
+        hyperparameters["profile_steps"] = profile_steps
     # The framework parameters with which SageMaker's TensorFlow containers find the code.
     hyperparameters.update(
         {
@@ -343,7 +349,7 @@ def _training_request(
         }
     )
     hyperparameters.update(mpi_hyperparameters(step))
-    return {
+    request = {
         "TrainingJobName": job_name,
         "HyperParameters": hyperparameters,
         "AlgorithmSpecification": {
@@ -378,6 +384,30 @@ def _training_request(
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": step.max_runtime_seconds},
         "Environment": dict(step.environment),
+    }
+    if profile_steps:
+        request.update(profiler_settings(output_path))
+    return request
+
+
+def profiler_settings(output_path: str) -> dict[str, Any]:
+    """Return the CreateTrainingJob fields of a profiled training job.
+
+    TensorBoardOutputConfig uploads the job's TensorBoard folder, where the train step writes
+    its TensorFlow profiler trace and step_time.json; ProfilerConfig turns on SageMaker's
+    system monitoring (CPU, GPU, memory) of the instances.
+    """
+    prefix = output_path.rstrip("/")
+    return {
+        "TensorBoardOutputConfig": {
+            "LocalPath": TENSORBOARD_LOCAL_PATH,
+            "S3OutputPath": f"{prefix}/tensorboard",
+        },
+        "ProfilerConfig": {
+            "S3OutputPath": f"{prefix}/profiler",
+            "ProfilingIntervalInMilliseconds": 500,
+            "DisableProfiler": False,
+        },
     }
 
 

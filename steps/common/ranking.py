@@ -87,6 +87,95 @@ def padded_batches(
         yield pad_queries([queries[index] for index in order[start : start + batch_size]])
 
 
+@dataclass
+class FlatBatch:
+    """A batch of whole queries in the flat layout the train step uses.
+
+    `features` [1, documents, features] contains the documents of all the batch's queries one
+    after the other, with no padding, so the MLP scores only real documents. `pairs`
+    [pairs, 2] indexes the documents (i, j) of each pair with label_i > label_j within a
+    query. `positions` [documents, 2] is each document's (query row, position) in the padded
+    [queries, list size] layout of `labels` and `mask`, which the listwise loss needs.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    mask: np.ndarray
+    positions: np.ndarray
+    pairs: np.ndarray
+
+    @property
+    def queries(self) -> int:
+        return len(self.labels)
+
+
+class FlatQueries:
+    """Queries with their ordered pairs computed once, for `flat_batches`."""
+
+    def __init__(self, queries: list[Query]) -> None:
+        for query in queries:
+            if len(query.labels) == 0:
+                raise ValueError(f"query {query.qid} has no documents")
+        self.queries = queries
+        self.pairs = [
+            np.argwhere(query.labels[:, None] > query.labels[None, :]).astype(np.int32)
+            for query in queries
+        ]
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+
+def flat_batches(
+    flat: FlatQueries, batch_size: int, rng: np.random.Generator | None = None
+) -> Iterator[FlatBatch]:
+    """Yield batches of `batch_size` queries (the last one may be smaller) in the flat layout.
+
+    With `rng`, the query order is shuffled first, exactly as `padded_batches` shuffles it.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = np.arange(len(flat))
+    if rng is not None:
+        rng.shuffle(order)
+    for start in range(0, len(order), batch_size):
+        indices = order[start : start + batch_size]
+        queries = [flat.queries[index] for index in indices]
+        sizes = np.array([len(query.labels) for query in queries])
+        offsets = np.r_[0, np.cumsum(sizes)[:-1]]
+        list_size = int(sizes.max())
+        labels = np.zeros((len(queries), list_size), dtype=np.float32)
+        mask = np.arange(list_size)[None, :] < sizes[:, None]
+        for row, query in enumerate(queries):
+            labels[row, : sizes[row]] = query.labels
+        positions = np.stack(
+            [
+                np.repeat(np.arange(len(queries)), sizes),
+                np.arange(sizes.sum()) - np.repeat(offsets, sizes),
+            ],
+            axis=1,
+        ).astype(np.int32)
+        pairs = np.concatenate(
+            [flat.pairs[index] + offset for index, offset in zip(indices, offsets, strict=True)]
+        ).astype(np.int32)
+        features = np.concatenate([query.features for query in queries])[None]
+        yield FlatBatch(features, labels, mask, positions, pairs)
+
+
+def pairwise_logistic_loss_on_pairs(scores, pairs) -> tf.Tensor:
+    """Return `pairwise_logistic_loss` from flat scores [documents] and the pairs (i, j)
+    with label_i > label_j: log(1 + exp(-(s_i - s_j))) averaged over the pairs, 0 without any.
+
+    It computes one softplus per pair rather than one per cell of [queries, list, list].
+    """
+    scores = tf.cast(scores, tf.float32)
+    # One gather of both ends: its gradient is one scatter-add, without a concat of two.
+    pair_scores = tf.gather(scores, pairs)
+    differences = pair_scores[:, 0] - pair_scores[:, 1]
+    count = tf.cast(tf.shape(pairs)[0], tf.float32)
+    return tf.reduce_sum(tf.math.softplus(-differences)) / tf.maximum(count, 1.0)
+
+
 def build_model(
     num_features: int, hidden_units: list[int], dropout: float, seed: int
 ) -> keras.Model:

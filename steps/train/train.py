@@ -19,11 +19,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 
-from common import contract, distributed  # noqa: E402
+from common import contract, distributed, profiling  # noqa: E402
 from common.contract import StepError  # noqa: E402
 
 log = logging.getLogger("train")
@@ -70,6 +71,14 @@ def parse_arguments(argv=None):
     parser.add_argument(
         "--seed", type=int, default=42, help="seed of initialisation, dropout and shuffling"
     )
+    parser.add_argument(
+        "--profile_steps",
+        "--profile-steps",
+        dest="profile_steps",
+        default="",
+        help="FIRST,LAST: trace training steps FIRST to LAST with the TensorFlow profiler into "
+        "/opt/ml/output/tensorboard (default: no trace)",
+    )
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         # The SageMaker Python SDK's TensorFlow estimator passes --model_dir, an S3 URI.
@@ -86,6 +95,10 @@ def parse_arguments(argv=None):
     if args.loss not in LOSSES:
         raise StepError(f"invalid loss {args.loss!r}: expected one of {', '.join(LOSSES)}")
     args.hidden_units = parse_hidden_units(args.hidden_units)
+    try:
+        args.profile_steps = profiling.parse_step_range(args.profile_steps)
+    except ValueError as error:
+        raise StepError(f"profile_steps: {error}") from None
     return args
 
 
@@ -143,8 +156,17 @@ def mean_ndcg_at_10(model, queries, batch_size):
     )
 
 
-def train(args, train_queries, validation_queries, num_features):
-    """Run the training loop and return (model, history, best epoch)."""
+def tensorboard_dir() -> str:
+    """Return the folder of TensorBoard logs, which TensorBoardOutputConfig.LocalPath names."""
+    return contract.opt_ml("output", "tensorboard")
+
+
+def train(args, train_queries, validation_queries, num_features, timer=None):
+    """Run the training loop and return (model, history, best epoch).
+
+    `timer` (a profiling.StepTimer) times each training step. With args.profile_steps, the
+    chief worker traces those steps into tensorboard_dir().
+    """
     import keras
     import numpy as np
     import tensorflow as tf
@@ -159,17 +181,29 @@ def train(args, train_queries, validation_queries, num_features):
     optimizer.build(model.trainable_variables)
     loss_function = ranking.loss_function(args.loss)
 
+    def batch_loss(scores, labels, mask, positions, pairs):
+        if args.loss == "pairwise_logistic":
+            return ranking.pairwise_logistic_loss_on_pairs(scores, pairs)
+        # The listwise loss needs the scores in the padded [queries, list size] layout.
+        padded_scores = tf.scatter_nd(positions, scores, tf.shape(labels))
+        return loss_function(labels, padded_scores, mask)
+
+    # The batch arrives in ranking.flat_batches' layout: the documents of all its queries in
+    # one list, without padding. The model scores each document on its own, so the scores
+    # are those of the padded layout, at a fraction of its cost.
     @tf.function(
         input_signature=[
-            tf.TensorSpec([None, None, num_features], tf.float32),
+            tf.TensorSpec([1, None, num_features], tf.float32),
             tf.TensorSpec([None, None], tf.float32),
             tf.TensorSpec([None, None], tf.bool),
+            tf.TensorSpec([None, 2], tf.int32),
+            tf.TensorSpec([None, 2], tf.int32),
         ]
     )
-    def train_step(features, labels, mask):
+    def train_step(features, labels, mask, positions, pairs):
         with tf.GradientTape() as tape:
-            scores = model(features, training=True)
-            loss = loss_function(labels, scores, mask)
+            scores = model(features, training=True)[0]
+            loss = batch_loss(scores, labels, mask, positions, pairs)
         tape = distributed.wrap_tape(tape)
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
@@ -177,18 +211,30 @@ def train(args, train_queries, validation_queries, num_features):
 
     # Each worker trains on its own share of the queries.
     train_queries = distributed.shard(train_queries)
+    flat_queries = ranking.FlatQueries(train_queries)
     # Every worker starts from rank 0's weights and optimizer state.
     distributed.broadcast_variables(model.variables)
     distributed.broadcast_variables(optimizer.variables)
     rng = np.random.default_rng(args.seed + distributed.rank())
+    timer = timer or profiling.StepTimer()
+    trace = None
+    if args.profile_steps and distributed.is_chief():
+        trace = profiling.TraceWindow(tensorboard_dir(), *args.profile_steps)
+    step = 0
     history = []
     best_ndcg, best_epoch, best_weights = -1.0, 0, None
     for epoch in range(1, args.epochs + 1):
         loss_sum, query_count = 0.0, 0
-        for features, labels, mask in ranking.padded_batches(train_queries, args.batch_size, rng):
-            loss = float(train_step(features, labels, mask))
-            loss_sum += loss * len(features)
-            query_count += len(features)
+        for batch in timer.batches(ranking.flat_batches(flat_queries, args.batch_size, rng)):
+            step += 1
+            with trace.step(step) if trace else contextlib.nullcontext():
+                loss = float(
+                    train_step(
+                        batch.features, batch.labels, batch.mask, batch.positions, batch.pairs
+                    )
+                )
+            loss_sum += loss * batch.queries
+            query_count += batch.queries
         train_loss = distributed.mean_across_workers(loss_sum / query_count)
         validation_ndcg = mean_ndcg_at_10(model, validation_queries, args.batch_size)
         history.append(
@@ -204,6 +250,8 @@ def train(args, train_queries, validation_queries, num_features):
                 flush=True,
             )
 
+    if trace is not None:
+        trace.close()
     model.set_weights(best_weights)
     distributed.check_synchronized(model.weights)
     return model, history, best_epoch
@@ -226,8 +274,21 @@ def main():
             f"train rows have {num_features} features but validation rows have {validation_features}"
         )
 
-    model, history, best_epoch = train(args, train_queries, validation_queries, num_features)
+    timer = profiling.StepTimer()
+    model, history, best_epoch = train(args, train_queries, validation_queries, num_features, timer)
     best = history[best_epoch - 1]
+    step_time = timer.summary()
+    if distributed.is_chief() and "ms_per_step" in step_time:
+        log.info(
+            "step time: %.2f ms per step (input %.2f ms, compute %.2f ms, input share %.1f%%), "
+            "%d steps, first step %.0f ms",
+            step_time["ms_per_step"],
+            step_time["input_ms_per_step"],
+            step_time["compute_ms_per_step"],
+            100 * step_time["input_share"],
+            step_time["steps"],
+            step_time["first_step_ms"],
+        )
     log.info(
         "best epoch %d of %d: validation NDCG@10 %.4f, %.1f s",
         best_epoch,
@@ -265,6 +326,7 @@ def main():
             "validation": {"queries": len(validation_queries), "rows": validation_rows},
         },
         "workers": distributed.size(),
+        "step_time": step_time,
         "training_seconds": round(time.monotonic() - started, 2),
     }
     with open(os.path.join(model_dir, "training_summary.json"), "w", encoding="utf-8") as file:
@@ -272,6 +334,29 @@ def main():
     with open(os.path.join(output_data_dir, "history.json"), "w", encoding="utf-8") as file:
         json.dump(history, file, indent=2)
     log.info("saved model.keras and training_summary.json to %s", model_dir)
+    if args.profile_steps:
+        write_profile(args.profile_steps, step_time)
+
+
+def write_profile(step_range, step_time) -> None:
+    """Write step_time.json, the step-time breakdown with the trace's slowest operations, next
+    to the trace in tensorboard_dir(), and print the slowest operations."""
+    folder = tensorboard_dir()
+    operations = profiling.slowest_operations(folder)
+    profile = {"traced_steps": list(step_range), **step_time, "slowest_operations": operations}
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "step_time.json"), "w", encoding="utf-8") as file:
+        json.dump(profile, file, indent=2)
+    for operation in operations:
+        log.info(
+            "profile: %.1f ms %.1f%% %s %s (%d runs)",
+            operation["total_ms"],
+            100 * operation["share"],
+            operation["type"],
+            operation["name"],
+            operation["count"],
+        )
+    log.info("profiler trace and step_time.json in %s", folder)
 
 
 if __name__ == "__main__":

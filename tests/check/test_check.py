@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 TRAIN_OPTIONS = (
     "--batch-size, --batch_size, --dropout, --epochs, --hidden-units, --hidden_units, "
-    "--learning-rate, --learning_rate, --loss, --seed"
+    "--learning-rate, --learning_rate, --loss, --profile-steps, --profile_steps, --seed"
 )
 EVALUATE_OPTIONS = (
     "--output-dir, --predictions-dir, --relevance-threshold, --schema-dir, --seed, --validation-dir"

@@ -54,6 +54,7 @@ def test_render_lists_sections_in_schema_order(project: Project) -> None:
         "register",
         "package",
         "cloud",
+        "tracking",
     ]
 
 

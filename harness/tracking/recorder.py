@@ -1,0 +1,431 @@
+"""Record a run of the pipeline in MLflow: configuration, metrics, tags and reports.
+
+One MLflow run per `harness run` (and per rerun of `harness watch`), tagged
+`harness.kind=run`. Each job step gets a nested run (`harness.kind=job`) and each training
+job of a tuning job a run nested under its step's run (`harness.kind=trial`). Tracking is a
+side channel: every MLflow error is logged as a warning and never fails the pipeline run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.config import Config
+from harness.report.profile import profile_folder
+from harness.tracking.settings import TrackingSettings, disable_telemetry, tracking_settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from harness.local.pipeline import RunRecord, StepOutcome
+    from harness.plan.build import Plan
+
+logger = logging.getLogger(__name__)
+
+# Limits of MLflow 3.17 (mlflow/utils/validation.py): a parameter value has at most 6000
+# characters, and one log_batch call carries at most 100 parameters and tags together and
+# 1000 metrics.
+MAX_PARAM_VALUE_LENGTH = 6000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+# MLflow 3.17 names may contain only word characters, ".", "-", " ", ":" and "/" (no ":" on
+# Windows, which harness does not support).
+_INVALID_NAME_CHARACTERS = re.compile(r"[^\w.\- :/]")
+# How long the end of a run waits for the MLflow run to be created (importing MLflow and
+# creating a new sqlite store take several seconds on a loaded 2-core machine).
+OPEN_TIMEOUT_SECONDS = 120.0
+
+
+def mlflow_name(name: str) -> str:
+    """Return `name` with the characters MLflow rejects in keys replaced ("@" becomes "_at_")."""
+    return _INVALID_NAME_CHARACTERS.sub("_", name.replace("@", "_at_"))
+
+
+def open_client(settings: TrackingSettings) -> tuple[MlflowClient, str]:
+    """Return an MLflow client of the settings' store and the id of the experiment.
+
+    Creates the experiment, with its artifact location, when it does not exist yet.
+    """
+    disable_telemetry()
+    from mlflow import MlflowClient
+
+    # MLflow logs store creation and schema upgrades at INFO to the terminal, between the
+    # run's progress lines.
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    experiment = client.get_experiment_by_name(settings.experiment)
+    if experiment is not None:
+        return client, experiment.experiment_id
+    experiment_id = client.create_experiment(
+        settings.experiment, artifact_location=settings.artifact_location
+    )
+    return client, experiment_id
+
+
+class RunTracker:
+    """The MLflow run of one pipeline run.
+
+    `start` creates the MLflow run in a background thread, so that importing MLflow overlaps
+    the first jobs. `finish` records the run's results and ends it. Neither raises: an MLflow
+    failure is logged and leaves `run_id` empty.
+    """
+
+    def __init__(self, settings: TrackingSettings) -> None:
+        self.settings = settings
+        self._client: MlflowClient | None = None
+        self._run_id = ""
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, config: Config, plan: Plan, workspace: Path) -> RunTracker:
+        tracker = cls(tracking_settings(config, workspace))
+        if not tracker.settings.enabled:
+            return tracker
+        try:
+            tags = tracker._run_tags(config, plan)
+        except Exception as error:  # noqa: BLE001 - a tracking failure must not fail the run
+            logger.warning("experiment tracking is off for this run: %s", error)
+            return tracker
+        tracker._thread = threading.Thread(
+            target=tracker._open, args=(tags,), name="mlflow-run", daemon=True
+        )
+        tracker._thread.start()
+        return tracker
+
+    def _run_tags(self, config: Config, plan: Plan) -> dict[str, str]:
+        from harness.plan.build import hash_files
+        from harness.plan.code import step_code_files
+
+        root = plan.code.folder
+        code_digests = {
+            f"harness.code.{step}": hash_files(
+                root, step_code_files(root, config.project_root / step_config.entry_point)
+            )
+            for step, step_config in config.steps.items()
+        }
+        return {
+            **code_digests,
+            "mlflow.runName": f"{plan.pipeline} {plan.run_id}",
+            "harness.kind": "run",
+            "harness.run_id": plan.run_id,
+            "harness.pipeline": plan.pipeline,
+            "harness.target": config.session.target,
+            "harness.config_sources": ", ".join(config.sources),
+            "harness.code.bundle": plan.code.digest,
+            **_git_tags(config.project_root),
+        }
+
+    def _open(self, tags: dict[str, str]) -> None:
+        try:
+            client, experiment_id = open_client(self.settings)
+            run = client.create_run(experiment_id, start_time=_now_ms(), tags=tags)
+            self._client, self._run_id = client, run.info.run_id
+        except Exception as error:  # noqa: BLE001 - a tracking failure must not fail the run
+            logger.warning(
+                "experiment tracking is off for this run: cannot create an MLflow run in %s: %s",
+                self.settings.tracking_uri,
+                error,
+            )
+
+    def run_id(self) -> str:
+        """Return the MLflow run id, waiting for its creation; "" when tracking is off or failed."""
+        if self._thread is not None:
+            self._thread.join(OPEN_TIMEOUT_SECONDS)
+            if self._thread.is_alive():
+                logger.warning(
+                    "experiment tracking is off for this run: creating the MLflow run in %s "
+                    "took more than %.0f s",
+                    self.settings.tracking_uri,
+                    OPEN_TIMEOUT_SECONDS,
+                )
+                self._client = None
+                self._run_id = ""
+            self._thread = None
+        return self._run_id
+
+    def finish(
+        self,
+        config: Config,
+        record: RunRecord,
+        digests: dict[str, dict[str, str]],
+        workspace: Path,
+    ) -> None:
+        """Record the finished run's parameters, metrics, tags and reports, and end it."""
+        run_id = self.run_id()
+        if not run_id or self._client is None:
+            return
+        try:
+            _record(self._client, run_id, config, record, digests, workspace)
+        except Exception as error:  # noqa: BLE001 - a tracking failure must not fail the run
+            logger.warning(
+                "cannot record run %s in MLflow run %s: %s", record.run_id, run_id, error
+            )
+            _terminate(self._client, run_id, "FAILED")
+
+
+def _record(
+    client: MlflowClient,
+    run_id: str,
+    config: Config,
+    record: RunRecord,
+    digests: dict[str, dict[str, str]],
+    workspace: Path,
+) -> None:
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = _now_ms()
+    params = [
+        Param(mlflow_name(f"{section}.{key}"), _param_value(value))
+        for section, keys in sorted(config.effective().items())
+        for key, (value, _origin) in sorted(keys.items())
+    ]
+    metrics: list[Metric] = []
+    tags: dict[str, str] = {
+        "harness.status": record.status,
+        "harness.duration_seconds": f"{record.duration:.1f}",
+    }
+    hits = 0
+    job_steps = [s for s in record.steps if s.step in config.steps]
+    for outcome in job_steps:
+        metrics.extend(_step_metrics(outcome, now))
+        if outcome.status != "Skipped":
+            tags[f"harness.cache.{outcome.step}"] = "hit" if outcome.cached else "miss"
+            hits += outcome.cached
+        tags[f"harness.job.{outcome.step}"] = outcome.name
+        if outcome.cache_key:
+            tags[f"harness.cache_key.{outcome.step}"] = outcome.cache_key
+    tags["harness.cache_hits"] = f"{hits}/{len(job_steps)}"
+    for step, outputs in sorted(digests.items()):
+        for output, digest in sorted(outputs.items()):
+            tags[mlflow_name(f"harness.data.{step}.{output}")] = digest
+    metrics.extend(_evaluation_metrics(_evaluation_report(record, workspace), now))
+    if record.condition is not None:
+        tags["harness.condition"] = "true" if record.condition["outcome"] else "false"
+    if record.model_package_arn:
+        tags["harness.model_package_arn"] = record.model_package_arn
+        tags["harness.approval_status"] = record.approval_status
+
+    _log_batches(client, run_id, params, metrics, [RunTag(k, v) for k, v in tags.items()])
+    _log_reports(client, run_id, record, workspace)
+    for outcome in job_steps:
+        _record_job(client, run_id, outcome, workspace, now)
+    status = {"Completed": "FINISHED", "Stopped": "KILLED"}.get(record.status, "FAILED")
+    _terminate(client, run_id, status)
+
+
+def _record_job(
+    client: MlflowClient, parent_id: str, outcome: StepOutcome, workspace: Path, now: int
+) -> None:
+    """Record one job step as a run nested under the pipeline run, with its training jobs."""
+    from mlflow.entities import Metric, Param
+
+    parent = client.get_run(parent_id)
+    tags = {
+        "mlflow.parentRunId": parent_id,
+        "mlflow.runName": f"{outcome.step}: {outcome.name}",
+        "harness.kind": "job",
+        "harness.step": outcome.step,
+        "harness.job": outcome.name,
+        "harness.status": outcome.status,
+        "harness.cache": "hit" if outcome.cached else "miss",
+    }
+    job = client.create_run(parent.info.experiment_id, start_time=now, tags=tags)
+    metrics = [
+        Metric(mlflow_name(name), value, now, index)
+        for name, values in outcome.metrics.items()
+        for index, value in enumerate(values, start=1)
+    ]
+    if outcome.status != "Skipped" and not outcome.cached:
+        metrics.append(Metric("duration_seconds", outcome.duration, now, 0))
+    _log_batches(client, job.info.run_id, [], metrics, [])
+    _terminate(client, job.info.run_id, _mlflow_status(outcome.status))
+
+    table_path = workspace / "tuning" / f"{outcome.name}.json"
+    if outcome.step != "train" or not table_path.is_file():
+        return
+    table = json.loads(table_path.read_text())
+    client.log_artifact(job.info.run_id, str(table_path), "tuning")
+    objective = table.get("objective", {}).get("MetricName", "")
+    for trial in table.get("training_jobs", []):
+        trial_run = client.create_run(
+            parent.info.experiment_id,
+            start_time=now,
+            tags={
+                "mlflow.parentRunId": job.info.run_id,
+                "mlflow.runName": trial["name"],
+                "harness.kind": "trial",
+                "harness.job": trial["name"],
+                "harness.status": trial["status"],
+            },
+        )
+        params = [
+            Param(mlflow_name(name), _param_value(value))
+            for name, value in sorted(trial["hyperparameters"].items())
+        ]
+        trial_metrics = [
+            Metric(mlflow_name(objective), value, now, index)
+            for index, value in enumerate(trial.get("intermediate_values", []), start=1)
+        ]
+        trial_metrics += [
+            Metric(mlflow_name(name), value, now, 0)
+            for name, value in trial.get("final_metrics", {}).items()
+            if name != objective
+        ]
+        _log_batches(client, trial_run.info.run_id, params, trial_metrics, [])
+        _terminate(client, trial_run.info.run_id, _mlflow_status(trial["status"]))
+
+
+def _step_metrics(outcome: StepOutcome, now: int) -> list[Any]:
+    """Return the step's metrics, one value per epoch (MLflow step 1, 2, ...), and its duration."""
+    from mlflow.entities import Metric
+
+    metrics = [
+        Metric(mlflow_name(f"{outcome.step}.{name}"), value, now, index)
+        for name, values in outcome.metrics.items()
+        for index, value in enumerate(values, start=1)
+    ]
+    if outcome.status != "Skipped" and not outcome.cached:
+        metrics.append(Metric(f"{outcome.step}.duration_seconds", outcome.duration, now, 0))
+    return metrics
+
+
+def _evaluation_report(record: RunRecord, workspace: Path) -> dict[str, Any] | None:
+    """Return evaluation.json of the run: the condition step's copy, or the evaluate step's file."""
+    if record.evaluation is not None:
+        return record.evaluation
+    local = _report_file(record, workspace, "evaluate", "evaluation", "evaluation.json")
+    if local is None or not local.is_file():
+        return None
+    return json.loads(local.read_text())
+
+
+def _report_file(
+    record: RunRecord, workspace: Path, step: str, output: str, file_name: str
+) -> Path | None:
+    """Return the workspace copy of a report that a completed step wrote, or None."""
+    outcome = record.step(step)
+    if outcome is None or outcome.status != "Completed" or output not in outcome.outputs:
+        return None
+    uri = outcome.outputs[output].rstrip("/") + "/" + file_name
+    return workspace / "s3" / uri.removeprefix("s3://")
+
+
+def _evaluation_metrics(evaluation: dict[str, Any] | None, now: int) -> list[Any]:
+    """Return the model's ranking metrics of evaluation.json as `evaluate.<name>` metrics."""
+    from mlflow.entities import Metric
+
+    if not evaluation:
+        return []
+    metrics = []
+    for name, summary in evaluation.get("ranking_metrics", {}).items():
+        value = summary.get("value") if isinstance(summary, dict) else summary
+        if isinstance(value, (int, float)):
+            metrics.append(Metric(mlflow_name(f"evaluate.{name}"), float(value), now, 0))
+    return metrics
+
+
+def _log_reports(client: MlflowClient, run_id: str, record: RunRecord, workspace: Path) -> None:
+    """Attach the run record and, where the run has them, the evaluation and explainability
+    reports (read from the workspace copy of the embedded S3)."""
+    run_file = workspace / "runs" / f"{record.run_id}.json"
+    if run_file.is_file():
+        client.log_artifact(run_id, str(run_file), "run")
+    reports = {
+        "evaluate": ("evaluation", "evaluation.json", "evaluation"),
+        "explain": ("explain", "analysis.json", "explainability"),
+    }
+    train = record.step("train")
+    if train is not None and train.status == "Completed" and not train.cached:
+        profile = profile_folder(workspace, train.name) / "step_time.json"
+        if profile.is_file():
+            client.log_artifact(run_id, str(profile), "profile")
+            _log_step_time(client, run_id, json.loads(profile.read_text()))
+    for step, (output, file_name, folder) in reports.items():
+        local = _report_file(record, workspace, step, output, file_name)
+        if local is None:
+            continue
+        if local.is_file():
+            client.log_artifact(run_id, str(local), folder)
+        else:
+            logger.warning("%s report %s not found in the workspace; not attached", step, local)
+
+
+def _log_step_time(client: MlflowClient, run_id: str, profile: dict[str, Any]) -> None:
+    """Log a profiled train job's step-time breakdown as `train.profile.*` metrics."""
+    from mlflow.entities import Metric
+
+    now = _now_ms()
+    names = ("ms_per_step", "input_ms_per_step", "compute_ms_per_step", "input_share")
+    metrics = [
+        Metric(f"train.profile.{name}", float(profile[name]), now, 0)
+        for name in names
+        if isinstance(profile.get(name), (int, float))
+    ]
+    _log_batches(client, run_id, [], metrics, [])
+
+
+def _log_batches(
+    client: MlflowClient, run_id: str, params: list, metrics: list, tags: list
+) -> None:
+    for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
+        client.log_batch(run_id, params=params[start : start + MAX_PARAMS_TAGS_PER_BATCH])
+    for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + MAX_METRICS_PER_BATCH])
+    for start in range(0, len(tags), MAX_PARAMS_TAGS_PER_BATCH):
+        client.log_batch(run_id, tags=tags[start : start + MAX_PARAMS_TAGS_PER_BATCH])
+
+
+def _terminate(client: MlflowClient, run_id: str, status: str) -> None:
+    try:
+        client.set_terminated(run_id, status=status, end_time=_now_ms())
+    except Exception as error:  # noqa: BLE001 - a tracking failure must not fail the run
+        logger.warning("cannot end MLflow run %s: %s", run_id, error)
+
+
+def _mlflow_status(status: str) -> str:
+    return {"Completed": "FINISHED", "Stopped": "KILLED", "Skipped": "FINISHED"}.get(
+        status, "FAILED"
+    )
+
+
+def _param_value(value: str) -> str:
+    # NOTE: a longer value is cut to MLflow's limit. The configuration files that the
+    # harness.config_sources tag names contain the whole value.
+    return str(value)[:MAX_PARAM_VALUE_LENGTH]
+
+
+def _git_tags(project_root: Path) -> dict[str, str]:
+    """Return MLflow's git tags for the project: the commit and whether files changed since."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=project_root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=project_root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        logger.debug("no git commit for %s: %s", project_root, error)
+        return {}
+    return {"mlflow.source.git.commit": commit, "harness.git.dirty": str(bool(changes)).lower()}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
