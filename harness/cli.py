@@ -368,6 +368,7 @@ def command_runs(args: argparse.Namespace, console: Console) -> int:
 
     config = _load(args)
     settings = tracking_settings(config, workspace_of(config))
+    _record_pending_runs(workspace_of(config))
     if args.runs_command == "compare":
         first, second = (find_run(settings, reference) for reference in args.runs)
         differences = compare_runs(first, second)
@@ -395,10 +396,21 @@ def command_ui(args: argparse.Namespace, console: Console) -> int:
         raise HarnessError(f"--port {args.port}: not a TCP port. Fix: use 1 to 65535, e.g. 5000.")
     config = _load(args)
     settings = tracking_settings(config, workspace_of(config))
+    _record_pending_runs(workspace_of(config))
     console.print(
         f"MLflow UI of {settings.tracking_uri} on http://{UI_HOST}:{args.port} (Ctrl-C to stop)"
     )
     return serve_ui(settings, args.port)
+
+
+def _record_pending_runs(workspace: Path) -> None:
+    """Record in MLflow the runs whose detached writer has not finished yet."""
+    from harness.tracking.flush import flush_pending
+
+    try:
+        flush_pending(workspace)
+    except TimeoutError as error:
+        logger.warning("%s; the list may miss the latest runs", error)
 
 
 def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]

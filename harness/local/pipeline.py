@@ -526,13 +526,6 @@ class LocalRunner:
         else:
             request["ModelApprovalStatus"] = "Rejected"
 
-        mlflow_run_id = self.tracker.run_id() if self.tracker is not None else ""
-        if mlflow_run_id:
-            # Links the model package to the MLflow run that recorded how it was made.
-            request["CustomerMetadataProperties"] = {
-                **request["CustomerMetadataProperties"],
-                "mlflow_run_id": mlflow_run_id,
-            }
         if record.condition:
             request["CustomerMetadataProperties"] = {
                 **request["CustomerMetadataProperties"],

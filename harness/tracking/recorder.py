@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,9 +37,6 @@ MAX_METRICS_PER_BATCH = 1000
 # MLflow 3.17 names may contain only word characters, ".", "-", " ", ":" and "/" (no ":" on
 # Windows, which harness does not support).
 _INVALID_NAME_CHARACTERS = re.compile(r"[^\w.\- :/]")
-# How long the end of a run waits for the MLflow run to be created (importing MLflow and
-# creating a new sqlite store take several seconds on a loaded 2-core machine).
-OPEN_TIMEOUT_SECONDS = 120.0
 
 
 def mlflow_name(name: str) -> str:
@@ -71,33 +67,30 @@ def open_client(settings: TrackingSettings) -> tuple[MlflowClient, str]:
 
 
 class RunTracker:
-    """The MLflow run of one pipeline run.
+    """The MLflow run of one pipeline run, recorded after the run by a detached process.
 
-    `start` creates the MLflow run in a background thread, so that importing MLflow overlaps
-    the first jobs. `finish` records the run's results and ends it. Neither raises: an MLflow
-    failure is logged and leaves `run_id` empty.
+    Importing MLflow and opening its sqlite store take seconds, longer than a run whose steps
+    all come from the cache. So `finish` writes what the MLflow run holds to
+    `<workspace>/mlflow/pending/<run id>.json` and starts `python -m harness.tracking.flush`,
+    which records it and deletes the file; `harness runs` and `harness ui` first record what
+    is still pending. Nothing here raises: a failure is logged and the run goes on.
     """
 
     def __init__(self, settings: TrackingSettings) -> None:
         self.settings = settings
-        self._client: MlflowClient | None = None
-        self._run_id = ""
-        self._thread: threading.Thread | None = None
+        self._tags: dict[str, str] | None = None
+        self._start_ms = 0
 
     @classmethod
     def start(cls, config: Config, plan: Plan, workspace: Path) -> RunTracker:
         tracker = cls(tracking_settings(config, workspace))
         if not tracker.settings.enabled:
             return tracker
+        tracker._start_ms = _now_ms()
         try:
-            tags = tracker._run_tags(config, plan)
+            tracker._tags = tracker._run_tags(config, plan)
         except Exception as error:  # noqa: BLE001 - a tracking failure must not fail the run
             logger.warning("experiment tracking is off for this run: %s", error)
-            return tracker
-        tracker._thread = threading.Thread(
-            target=tracker._open, args=(tags,), name="mlflow-run", daemon=True
-        )
-        tracker._thread.start()
         return tracker
 
     def _run_tags(self, config: Config, plan: Plan) -> dict[str, str]:
@@ -123,34 +116,6 @@ class RunTracker:
             **_git_tags(config.project_root),
         }
 
-    def _open(self, tags: dict[str, str]) -> None:
-        try:
-            client, experiment_id = open_client(self.settings)
-            run = client.create_run(experiment_id, start_time=_now_ms(), tags=tags)
-            self._client, self._run_id = client, run.info.run_id
-        except Exception as error:  # noqa: BLE001 - a tracking failure must not fail the run
-            logger.warning(
-                "experiment tracking is off for this run: cannot create an MLflow run in %s: %s",
-                self.settings.tracking_uri,
-                error,
-            )
-
-    def run_id(self) -> str:
-        """Return the MLflow run id, waiting for its creation; "" when tracking is off or failed."""
-        if self._thread is not None:
-            self._thread.join(OPEN_TIMEOUT_SECONDS)
-            if self._thread.is_alive():
-                logger.warning(
-                    "experiment tracking is off for this run: creating the MLflow run in %s "
-                    "took more than %.0f s",
-                    self.settings.tracking_uri,
-                    OPEN_TIMEOUT_SECONDS,
-                )
-                self._client = None
-                self._run_id = ""
-            self._thread = None
-        return self._run_id
-
     def finish(
         self,
         config: Config,
@@ -158,17 +123,67 @@ class RunTracker:
         digests: dict[str, dict[str, str]],
         workspace: Path,
     ) -> None:
-        """Record the finished run's parameters, metrics, tags and reports, and end it."""
-        run_id = self.run_id()
-        if not run_id or self._client is None:
+        """Leave the finished run for the MLflow writer, and start the writer."""
+        if self._tags is None:
             return
+        from dataclasses import asdict
+
+        from harness.tracking.flush import pending_folder, start_writer
+
+        payload = {
+            "settings": asdict(self.settings),
+            "tags": self._tags,
+            "start_ms": self._start_ms,
+            "parameters": {
+                section: {key: value for key, (value, _origin) in keys.items()}
+                for section, keys in config.effective().items()
+            },
+            "job_steps": sorted(config.steps),
+            "record": asdict(record),
+            "digests": digests,
+            "workspace": str(workspace),
+        }
         try:
-            _record(self._client, run_id, config, record, digests, workspace)
+            folder = pending_folder(workspace)
+            folder.mkdir(parents=True, exist_ok=True)
+            target = folder / f"{record.run_id}.json"
+            partial = target.with_name(target.name + ".partial")
+            partial.write_text(json.dumps(payload, default=str))
+            partial.replace(target)
+            start_writer(workspace)
         except Exception as error:  # noqa: BLE001 - a tracking failure must not fail the run
             logger.warning(
-                "cannot record run %s in MLflow run %s: %s", record.run_id, run_id, error
+                "experiment tracking is off for this run: cannot leave it for MLflow in %s: %s",
+                workspace / "mlflow",
+                error,
             )
-            _terminate(self._client, run_id, "FAILED")
+
+
+def record_pending(client: MlflowClient, experiment_id: str, payload: dict[str, Any]) -> str:
+    """Record one pending run (as `finish` left it) in MLflow; return the MLflow run id."""
+    from harness.local.pipeline import RunRecord, StepOutcome
+
+    fields = dict(payload["record"])
+    fields["steps"] = [StepOutcome(**step) for step in fields["steps"]]
+    record = RunRecord(**fields)
+    config = _RecordedConfig(payload["parameters"], payload["job_steps"])
+    run = client.create_run(experiment_id, start_time=payload["start_ms"], tags=payload["tags"])
+    _record(client, run.info.run_id, config, record, payload["digests"], Path(payload["workspace"]))
+    return run.info.run_id
+
+
+class _RecordedConfig:
+    """The parts of a Config that _record reads, rebuilt from a pending run."""
+
+    def __init__(self, parameters: dict[str, dict[str, str]], job_steps: list[str]) -> None:
+        self._parameters = parameters
+        self.steps = dict.fromkeys(job_steps)
+
+    def effective(self) -> dict[str, dict[str, tuple[str, None]]]:
+        return {
+            section: {key: (value, None) for key, value in keys.items()}
+            for section, keys in self._parameters.items()
+        }
 
 
 def _record(

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 
 from harness.cli import main
@@ -157,6 +158,17 @@ def test_unchanged_tuning_run_comes_from_cache(tuned) -> None:
     assert trial_table(workspace)["training_jobs"] == before["training_jobs"]
 
 
+def completed_trials(models_file: Path) -> int:
+    """Return how many trials the study beside a tuning job's models file records as complete."""
+    name = models_file.name.removesuffix(".models.json")
+    storage = f"sqlite:///{models_file.with_name(name + '.db')}"
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+    except Exception:  # noqa: BLE001 - the study may not be written yet
+        return 0
+    return len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+
+
 def test_interrupted_tuning_job_resumes(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     arguments = tuning_arguments(workspace, parallel=1)
@@ -173,7 +185,9 @@ def test_interrupted_tuning_job_resumes(tmp_path: Path) -> None:
         files = list(models.glob("*.models.json")) if models.exists() else []
         if files:
             finished = json.loads(files[0].read_text())
-            if finished:
+            # The model is listed before the study records the job as complete; interrupt
+            # only once both happened, or the job counts as unfinished.
+            if finished and completed_trials(files[0]) == 1:
                 break
         time.sleep(0.2)
     assert len(finished) == 1, "the first training job did not finish in time"

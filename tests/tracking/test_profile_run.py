@@ -11,6 +11,7 @@ from harness.cli import main
 from harness.config import load_config
 from harness.report.profile import profile_folder
 from harness.tracking import tracking_settings
+from harness.tracking.flush import flush_pending
 from harness.tracking.recorder import open_client
 from tests.support.project import REPO, fixture_run_arguments
 
@@ -49,6 +50,7 @@ def test_profile_train_writes_trace(tmp_path: Path, capsys) -> None:
         [f"pipeline.workspace={workspace}"],
         use_local=False,
     )
+    flush_pending(workspace)
     client, experiment_id = open_client(tracking_settings(config, workspace))
     (run,) = client.search_runs([experiment_id], "tags.`harness.kind` = 'run'")
     assert run.data.metrics["train.profile.ms_per_step"] == pytest.approx(profile["ms_per_step"])

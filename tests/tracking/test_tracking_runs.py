@@ -20,6 +20,7 @@ from harness.config import load_config
 from harness.plan.build import hash_files
 from harness.plan.code import step_code_files
 from harness.tracking import mlflow_name, tracking_settings
+from harness.tracking.flush import flush_pending
 from harness.tracking.recorder import open_client
 from tests.support.guard import sitecustomize as guard
 from tests.support.project import REPO, fixture_run_arguments
@@ -85,6 +86,8 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list
                 "train.hyperparameters.learning_rate=0.01",
             ),
         ]
+        # Each run left its record to a detached MLflow writer; wait for them.
+        flush_pending(workspace)
     finally:
         uninstall()
         for key, value in saved.items():
