@@ -158,7 +158,7 @@ def test_jobs_recorded_in_embedded_api(approved_run) -> None:
         training = aws.sagemaker.describe_training_job(TrainingJobName=names["train"])
         assert training["TrainingJobStatus"] == "Completed"
         metric_names = {m["MetricName"] for m in training["FinalMetricDataList"]}
-        assert metric_names == {"train:loss", "validation:ndcg@10"}
+        assert metric_names == {"train:loss", "validation:ndcg@10", "validation:best_ndcg@10"}
         for step in ("prepare", "predict", "evaluate", "explain", "package"):
             job = aws.sagemaker.describe_processing_job(ProcessingJobName=names[step])
             assert job["ProcessingJobStatus"] == "Completed"
