@@ -5,7 +5,7 @@ as a detached process, so that the run's command returns without waiting for MLf
 
     python -m harness.tracking.flush <workspace>
 
-One writer at a time holds `<workspace>/mlflow/flush.lock`; it records every pending run,
+One writer at a time locks `<workspace>/mlflow/flush.lock`. It records every pending run,
 oldest first, and deletes each file once its run is recorded. A file it cannot record moves to
 `pending/failed/` with the reason in `flush.log`, so one bad record never blocks the others.
 `harness runs` and `harness ui` call flush_pending() first, which waits for a running writer
