@@ -249,7 +249,7 @@ class _ProcessGroup:
         A reader can lag behind its process (a tuning job reports each objective value), and
         the lines it has not read yet hold the last metrics. It is waited for while it makes
         progress, and given up after READER_IDLE_SECONDS without a new line: a pipe that an
-        orphaned grandchild holds open never ends.
+        orphaned grandchild keeps open never ends.
         """
         for reader in self.readers:
             while reader.is_alive():
