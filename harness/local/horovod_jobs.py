@@ -89,10 +89,9 @@ def require_horovod(job_name: str, ranks: int, source: str) -> None:
         return
     raise HarnessError(
         f"{source}: the job {job_name} trains on {ranks} Horovod ranks, but {problem}. "
-        f"Fix: install the extra with `{INSTALL_COMMAND}` (or, from a clone of harness, "
-        "the same variables before `pip install --no-build-isolation '.[horovod]'`; "
-        "TensorFlow and wheel must be installed first), or set [train] instance_count = 1 "
-        "and processes_per_host = 1."
+        f"Fix: install Horovod into this environment with `{INSTALL_COMMAND}` (the README's "
+        "section on distributed training has the same commands for a clone), or set "
+        "[train] instance_count = 1 and processes_per_host = 1."
     )
 
 
