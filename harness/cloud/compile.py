@@ -271,6 +271,17 @@ class _Compiler:
         ]
         if definitions:
             trainer = trainer.with_metric_definitions(definitions)
+        tensorboard = request.get("TensorBoardOutputConfig")
+        if tensorboard is not None:
+            from sagemaker.core.shapes import TensorBoardOutputConfig
+
+            # NOTE: ModelTrainer has no ProfilerConfig, so a profiled job's system monitoring
+            # settings are left to SageMaker's defaults; the trace goes to TensorBoard's output.
+            trainer = trainer.with_tensorboard_output_config(
+                TensorBoardOutputConfig(
+                    s3_output_path=tensorboard["S3OutputPath"], local_path=tensorboard["LocalPath"]
+                )
+            )
         channels = [
             InputData(
                 channel_name=channel["ChannelName"],

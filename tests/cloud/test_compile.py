@@ -258,6 +258,15 @@ def test_distributed_train_carries_mpi_settings(load, offline: Path) -> None:  #
     assert not offline.exists(), offline.read_text()
 
 
+def test_profiled_train_keeps_tensorboard_output(load, offline: Path) -> None:  # type: ignore[no-untyped-def]
+    plan, definition = compiled(load("train.profile_steps=5,25"))
+    arguments = steps_by_name(definition)["train"]["Arguments"]
+    planned = plan.job("train").request
+    assert arguments["TensorBoardOutputConfig"] == planned["TensorBoardOutputConfig"]
+    assert arguments["HyperParameters"]["profile_steps"] == "5,25"
+    assert not offline.exists(), offline.read_text()
+
+
 def test_output_prefixes_follow_request_content(load) -> None:  # type: ignore[no-untyped-def]
     first = cloud_plan(load())
     again = cloud_plan(load())
