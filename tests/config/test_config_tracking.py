@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from harness.local.pipeline import RunRecord
 from harness.plan.build import build_plan
 from harness.tracking import RunTracker, cloud_tracking_environment, tracking_settings
 
@@ -91,7 +92,11 @@ def test_disabled_tracking_creates_no_store(project: Project) -> None:
     config = project.load()
     workspace = project.root / ".harness"
     tracker = RunTracker.start(config, build_plan(config, "20260101000000"), workspace)
-    assert tracker.run_id() == ""
+    record = RunRecord(
+        run_id="20260101000000", pipeline="ltr-ranking", started="", status="Completed"
+    )
+    tracker.finish(config, record, {}, workspace)
+    assert not tracker.settings.enabled
     assert not (workspace / "mlflow").exists()
 
 
