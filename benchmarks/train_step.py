@@ -77,16 +77,16 @@ def measure(steps: Path, data: Path, batches_function: str) -> dict:
         iterator = iter(original(*args, **kwargs))
         yielded_at = None
         while True:
-            asked = time.perf_counter()
+            requested_at = time.perf_counter()
             cpu_marks.append(time.process_time())
             if yielded_at is not None:
-                computes.append(asked - yielded_at)
+                computes.append(requested_at - yielded_at)
             try:
                 batch = next(iterator)
             except StopIteration:
                 return
             yielded_at = time.perf_counter()
-            inputs.append(yielded_at - asked)
+            inputs.append(yielded_at - requested_at)
             yield batch
 
     setattr(ranking, batches_function, timed_batches)

@@ -11,8 +11,8 @@ Each job of the plan becomes the SDK step that issues the same request:
 - predict, explain, package: ProcessingStep on the TensorFlow image (predict's test input is
   ShardedByS3Key, one share per instance).
 - condition: ConditionStep with a JsonGet on the evaluation report against the pipeline
-  parameter ``Threshold``; register: a ModelStep of ModelBuilder.register, Approved in the
-  condition's if branch and Rejected in its else branch; package runs in the if branch.
+  parameter ``Threshold``. register is a ModelStep of ModelBuilder.register, Approved in the
+  condition's if branch and Rejected in its else branch. package runs in the if branch.
 
 NOTE: prepare and evaluate use the SDK's generic Processor with the image and command that
 PySparkProcessor would use, not PySparkProcessor itself: PySparkProcessor ships only the entry
@@ -149,16 +149,17 @@ class _Compiler:
         if kind == "training":
             return upstream.properties.ModelArtifacts.S3ModelArtifacts
         if kind == "tuning":
-            bucket, _, key = self._training_output_path(self.plan.job(step_name))
+            bucket, key = self._training_output_path(self.plan.job(step_name))
             return upstream.get_top_model_s3_uri(top_k=0, s3_bucket=bucket, prefix=key)
         return upstream.properties.ProcessingOutputConfig.Outputs[output].S3Output.S3Uri
 
     @staticmethod
-    def _training_output_path(job: PlannedJob) -> tuple[str, str, str]:
+    def _training_output_path(job: PlannedJob) -> tuple[str, str]:
+        """Return the bucket and key prefix of a training or tuning job's S3OutputPath."""
         request = job.request.get("TrainingJobDefinition", job.request)
         path = request["OutputDataConfig"]["S3OutputPath"].removeprefix("s3://").rstrip("/")
         bucket, _, key = path.partition("/")
-        return bucket, "/", key
+        return bucket, key
 
     def _processing_step(self, job: PlannedJob) -> Any:
         from sagemaker.core.processing import Processor

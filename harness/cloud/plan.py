@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from harness.config import Config
-from harness.plan.build import Plan, PlannedJob, build_plan
+from harness.plan.build import Plan, build_plan
 
 # The run id of the cloud plan's job names. SageMaker names each execution's jobs itself, so
 # the names in the plan only label the steps and must not change between compilations.
@@ -38,24 +38,16 @@ def cloud_plan(config: Config) -> Plan:
         base = f"{prefix}/pipeline/{job.step}/{digest[:16]}"
         if job.kind == "processing":
             for output in job.request["ProcessingOutputConfig"]["Outputs"]:
-                old = output["S3Output"]["S3Uri"]
-                moved[old] = f"{base}/{output['OutputName']}/"
-            job.request = _replace_prefixes(job.request, moved)
+                moved[output["S3Output"]["S3Uri"]] = f"{base}/{output['OutputName']}/"
         elif job.kind in ("training", "tuning"):
-            _move_training_output(job, f"{run_prefix}/train", base, moved)
+            moved[f"{run_prefix}/train"] = base
+        job.request = _replace_prefixes(job.request, moved)
         job.outputs = {name: _moved(uri, moved) for name, uri in job.outputs.items()}
     return plan
 
 
 def request_digest(request: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
-
-
-def _move_training_output(
-    job: PlannedJob, old_path: str, new_path: str, moved: dict[str, str]
-) -> None:
-    moved[old_path] = new_path
-    job.request = _replace_prefixes(job.request, moved)
 
 
 def _moved(value: str, moved: dict[str, str]) -> str:

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +78,15 @@ def _record_all(workspace: Path, folder: Path) -> int:
     from harness.tracking.settings import TrackingSettings
 
     recorded = 0
+    # Opening the store checks its schema, which is slow, so each store is opened once.
+    clients: dict[TrackingSettings, tuple[Any, str]] = {}
     for path in sorted(folder.glob("*.json")):
         try:
             payload = json.loads(path.read_text())
             settings = TrackingSettings(**payload["settings"])
-            client, experiment_id = open_client(settings)
+            if settings not in clients:
+                clients[settings] = open_client(settings)
+            client, experiment_id = clients[settings]
             record_pending(client, experiment_id, payload)
         except Exception as error:  # noqa: BLE001 - one bad record must not block the others
             logger.warning("cannot record %s in MLflow: %s", path.name, error)

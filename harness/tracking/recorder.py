@@ -72,7 +72,7 @@ class RunTracker:
     Importing MLflow and opening its sqlite store take seconds, longer than a run whose steps
     all come from the cache. So `finish` writes the contents of the MLflow run to
     `<workspace>/mlflow/pending/<run id>.json` and starts `python -m harness.tracking.flush`,
-    which records it and deletes the file; `harness runs` and `harness ui` first record what
+    which records it and deletes the file. `harness runs` and `harness ui` first record what
     is still pending. Nothing here raises: a failure is logged and the run goes on.
     """
 

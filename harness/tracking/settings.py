@@ -1,4 +1,4 @@
-"""Where runs are recorded: the workspace's MLflow store, or a SageMaker managed MLflow server.
+"""The store of recorded runs: the workspace's MLflow store, or a SageMaker managed MLflow server.
 
 The local target always records into `<workspace>/mlflow/`: a `sqlite:///` backend store
 (`mlflow.db`) and an artifact folder (`artifacts/`), so no tracking server is needed and no
