@@ -6,7 +6,7 @@ Run from the repository root with the project's environment:
 
 Two measurements:
 - the command as a user meets it: `harness promote` with the repository's config.ini, whose
-  example role and local bucket preflight rejects, from process start to exit (status 2, every
+  example role, local bucket and explain step preflight rejects, from process start to exit (status 2, every
   problem printed, nothing uploaded, no network);
 - preflight alone in this process (plan, requests against botocore's model, images), after a
   first call has loaded botocore's SageMaker model.
@@ -39,7 +39,7 @@ def command_seconds(runs: int) -> list[float]:
             text=True,
         )
         times.append(time.perf_counter() - started)
-        if result.returncode != 2 or "Preflight found 2 problems" not in result.stdout:
+        if result.returncode != 2 or "Preflight found 3 problems" not in result.stdout:
             raise SystemExit(f"unexpected outcome:\n{result.stdout}{result.stderr}")
     return times
 
