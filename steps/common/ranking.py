@@ -166,14 +166,33 @@ def pairwise_logistic_loss_on_pairs(scores, pairs) -> tf.Tensor:
     """Return `pairwise_logistic_loss` from flat scores [documents] and the pairs (i, j)
     with label_i > label_j: log(1 + exp(-(s_i - s_j))) averaged over the pairs, 0 without any.
 
-    It computes one softplus per pair rather than one per cell of [queries, list, list].
+    It computes one softplus per pair rather than one per cell of [queries, list size, list
+    size], and its gradient directly: each pair adds -sigmoid(s_j - s_i) / pairs to the
+    gradient of s_i and subtracts it from that of s_j.
     """
-    scores = tf.cast(scores, tf.float32)
-    # One gather of both ends: its gradient is one scatter-add, without a concat of two.
-    pair_scores = tf.gather(scores, pairs)
-    differences = pair_scores[:, 0] - pair_scores[:, 1]
-    count = tf.cast(tf.shape(pairs)[0], tf.float32)
-    return tf.reduce_sum(tf.math.softplus(-differences)) / tf.maximum(count, 1.0)
+    pairs = tf.convert_to_tensor(pairs, tf.int32)
+    return _pair_loss(tf.cast(scores, tf.float32), pairs[:, 0], pairs[:, 1])
+
+
+@tf.custom_gradient
+def _pair_loss(scores, better, worse):
+    # Autodiff would turn the gathers' gradients into slices of a [pairs, 2] gradient and
+    # one scatter over both ends; two segment sums over the pairs cost about a third less.
+    differences = tf.gather(scores, better) - tf.gather(scores, worse)
+    count = tf.maximum(tf.cast(tf.shape(better)[0], tf.float32), 1.0)
+    loss = tf.reduce_sum(tf.math.softplus(-differences)) / count
+
+    def gradient(upstream):
+        per_pair = -tf.math.sigmoid(-differences) * (upstream / count)
+        documents = tf.shape(scores)[0]
+        return (
+            tf.math.unsorted_segment_sum(per_pair, better, documents)
+            - tf.math.unsorted_segment_sum(per_pair, worse, documents),
+            None,
+            None,
+        )
+
+    return loss, gradient
 
 
 def build_model(

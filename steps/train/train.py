@@ -181,33 +181,46 @@ def train(args, train_queries, validation_queries, num_features, timer=None):
     optimizer.build(model.trainable_variables)
     loss_function = ranking.loss_function(args.loss)
 
-    def batch_loss(scores, labels, mask, positions, pairs):
-        if args.loss == "pairwise_logistic":
-            return ranking.pairwise_logistic_loss_on_pairs(scores, pairs)
-        # The listwise loss needs the scores in the padded [queries, list size] layout.
-        padded_scores = tf.scatter_nd(positions, scores, tf.shape(labels))
-        return loss_function(labels, padded_scores, mask)
-
-    # The batch arrives in ranking.flat_batches' layout: the documents of all its queries in
-    # one list, without padding. The model scores each document on its own, so the scores
-    # are those of the padded layout, at a fraction of its cost.
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([1, None, num_features], tf.float32),
-            tf.TensorSpec([None, None], tf.float32),
-            tf.TensorSpec([None, None], tf.bool),
-            tf.TensorSpec([None, 2], tf.int32),
-            tf.TensorSpec([None, 2], tf.int32),
-        ]
-    )
-    def train_step(features, labels, mask, positions, pairs):
-        with tf.GradientTape() as tape:
-            scores = model(features, training=True)[0]
-            loss = batch_loss(scores, labels, mask, positions, pairs)
+    def apply_gradients(tape, loss):
         tape = distributed.wrap_tape(tape)
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+
+    # The batch arrives in ranking.flat_batches' layout: the documents of all its queries in
+    # one list, without padding. The model scores each document on its own, so the scores
+    # are those of the padded layout, at a fraction of its cost. Each loss gets only the
+    # arrays it reads, because every argument is copied into a tensor at every step.
+    features_spec = tf.TensorSpec([1, None, num_features], tf.float32)
+
+    @tf.function(input_signature=[features_spec, tf.TensorSpec([None, 2], tf.int32)])
+    def pairwise_step(features, pairs):
+        with tf.GradientTape() as tape:
+            scores = model(features, training=True)[0]
+            loss = ranking.pairwise_logistic_loss_on_pairs(scores, pairs)
+        apply_gradients(tape, loss)
         return loss
+
+    @tf.function(
+        input_signature=[
+            features_spec,
+            tf.TensorSpec([None, None], tf.float32),
+            tf.TensorSpec([None, None], tf.bool),
+            tf.TensorSpec([None, 2], tf.int32),
+        ]
+    )
+    def listwise_step(features, labels, mask, positions):
+        with tf.GradientTape() as tape:
+            scores = model(features, training=True)[0]
+            # The listwise loss needs the scores in the padded [queries, list size] layout.
+            padded_scores = tf.scatter_nd(positions, scores, tf.shape(labels))
+            loss = loss_function(labels, padded_scores, mask)
+        apply_gradients(tape, loss)
+        return loss
+
+    def train_step(batch):
+        if args.loss == "pairwise_logistic":
+            return pairwise_step(batch.features, batch.pairs)
+        return listwise_step(batch.features, batch.labels, batch.mask, batch.positions)
 
     # Each worker trains on its own share of the queries.
     train_queries = distributed.shard(train_queries)
@@ -228,11 +241,7 @@ def train(args, train_queries, validation_queries, num_features, timer=None):
         for batch in timer.batches(ranking.flat_batches(flat_queries, args.batch_size, rng)):
             step += 1
             with trace.step(step) if trace else contextlib.nullcontext():
-                loss = float(
-                    train_step(
-                        batch.features, batch.labels, batch.mask, batch.positions, batch.pairs
-                    )
-                )
+                loss = float(train_step(batch))
             loss_sum += loss * batch.queries
             query_count += batch.queries
         train_loss = distributed.mean_across_workers(loss_sum / query_count)

@@ -65,6 +65,26 @@ def test_pairwise_loss_on_pairs_matches_padded(seed: int) -> None:
         assert actual == pytest.approx(expected, rel=1e-5)
 
 
+@pytest.mark.parametrize("seed", [0, 5])
+def test_pairwise_loss_on_pairs_gradient_matches_padded(seed: int) -> None:
+    """The hand-written gradient equals automatic differentiation of the padded loss."""
+    flat, padded = flat_and_padded(make_queries(seed), 4, seed=seed)
+    rng = np.random.default_rng(seed + 7)
+    for flat_batch, (_, labels, mask) in zip(flat, padded, strict=True):
+        scores = tf.constant(rng.normal(size=mask.shape).astype(np.float32))
+        with tf.GradientTape() as tape:
+            tape.watch(scores)
+            expected = ranking.pairwise_logistic_loss(labels, scores, mask)
+        expected_gradient = tape.gradient(expected, scores).numpy()[mask]
+        flat_scores = tf.constant(scores.numpy()[mask])
+        with tf.GradientTape() as tape:
+            tape.watch(flat_scores)
+            actual = ranking.pairwise_logistic_loss_on_pairs(flat_scores, flat_batch.pairs)
+        actual_gradient = tape.gradient(actual, flat_scores).numpy()
+        assert np.abs(expected_gradient).max() > 0
+        np.testing.assert_allclose(actual_gradient, expected_gradient, rtol=1e-4, atol=1e-7)
+
+
 def test_softmax_loss_from_scattered_scores() -> None:
     flat, padded = flat_and_padded(make_queries(4), 3, seed=2)
     rng = np.random.default_rng(9)
