@@ -273,7 +273,7 @@ class _TuningRun:
             index = self._next_launch_index()
             study = self.handle.study(
                 make_sampler(self.tuning, self.handle.random_seed, index),
-                make_pruner(self.tuning),
+                make_pruner(self.tuning, self.handle.random_seed),
             )
             trial = study.ask(self.distributions)
             job_attributes = trial.user_attrs.get(records.JOB)

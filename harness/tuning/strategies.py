@@ -5,8 +5,9 @@
 - Random: RandomSampler.
 - Bayesian: TPESampler, after a third of max_jobs (2 to 10) random startup jobs. Optuna's
   GPSampler needs PyTorch, which harness does not install.
-- Hyperband: RandomSampler with HyperbandPruner, whose resource is the epoch: the n-th value
-  of the objective metric is step n. The Hyperband paper pairs it with random sampling, as
+- Hyperband: RandomSampler with SeededHyperbandPruner, Optuna's HyperbandPruner with brackets
+  dealt from the random seed (see there). Its resource is the epoch: the n-th value of the
+  objective metric is step n. The Hyperband paper pairs it with random sampling, as
   HyperbandPruner's documentation notes, and TPE would need about 10 startup trials in each
   bracket.
 - Early stopping Auto: MedianRunningAveragePruner, SageMaker's documented rule.
@@ -27,6 +28,7 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from harness.config import TuningConfig
+from harness.tuning import records
 from harness.tuning.space import grid_search_space
 
 
@@ -56,14 +58,58 @@ def make_sampler(tuning: TuningConfig, random_seed: int, launch_index: int) -> B
     return RandomSampler(seed=seed)
 
 
-def make_pruner(tuning: TuningConfig) -> BasePruner:
+def make_pruner(tuning: TuningConfig, random_seed: int) -> BasePruner:
     """Return the pruner that decides when a training job is stopped early."""
     if tuning.strategy == "Hyperband":
         assert tuning.min_resource is not None and tuning.max_resource is not None
-        return HyperbandPruner(min_resource=tuning.min_resource, max_resource=tuning.max_resource)
+        return SeededHyperbandPruner(
+            random_seed, min_resource=tuning.min_resource, max_resource=tuning.max_resource
+        )
     if tuning.early_stopping == "Auto":
         return MedianRunningAveragePruner()
     return NopPruner()
+
+
+class SeededHyperbandPruner(HyperbandPruner):
+    """HyperbandPruner whose brackets are dealt from the tuning job's random seed.
+
+    HyperbandPruner puts trial n in a bracket by a CRC-32 of the study name and n, with each
+    bracket's share of trials as Hyperband prescribes only on average. The study name is the
+    tuning job's name, so the same seed gave another assignment under another name, and a
+    resumed job's rerun of an interrupted training job took a new trial number and could
+    change bracket. Here the training jobs are dealt in rounds: each round holds every
+    bracket exactly as many times as its share, in an order shuffled by the seed and the
+    round. A job's bracket depends only on the seed and its launch index.
+    """
+
+    def __init__(self, random_seed: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._random_seed = random_seed
+        self._rounds: dict[int, list[int]] = {}
+
+    def bracket_of(self, launch_index: int) -> int:
+        """Return the bracket of the training job with this launch index (1, 2, ...)."""
+        self._try_initialization(None)  # type: ignore[arg-type]
+        size = self._total_trial_allocation_budget
+        round_number, position = divmod(launch_index - 1, size)
+        if round_number not in self._rounds:
+            deck = [
+                bracket
+                for bracket, share in enumerate(self._trial_allocation_budgets)
+                for _ in range(share)
+            ]
+            np.random.default_rng([self._random_seed, round_number]).shuffle(deck)
+            self._rounds[round_number] = deck
+        return self._rounds[round_number][position]
+
+    def _try_initialization(self, study: Study | None) -> None:
+        # MaxResource is always given, so the brackets never depend on the study.
+        if not self._pruners:
+            super()._try_initialization(study)  # type: ignore[arg-type]
+
+    def _get_bracket_id(self, study: Study, trial: FrozenTrial) -> int:
+        index = records.launch_index(trial)
+        return self.bracket_of(trial.number + 1 if index is None else index)
 
 
 class MedianRunningAveragePruner(BasePruner):

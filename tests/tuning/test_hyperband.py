@@ -1,0 +1,78 @@
+"""SeededHyperbandPruner: brackets dealt from the random seed, whatever the tuning job's name."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+
+from harness.config import ParameterRange
+from harness.tuning import STOPPED
+from harness.tuning.strategies import SeededHyperbandPruner
+from tests.tuning.scripted import ScriptedLauncher, run_tuning
+
+
+def test_each_round_deals_every_bracket_its_share() -> None:
+    pruner = SeededHyperbandPruner(7, min_resource=3, max_resource=30)
+    # 3 brackets (rungs from epoch 3, 9 and 27) with shares 9, 5 and 3 of every 17 jobs.
+    for first in (1, 18, 35):
+        brackets = [pruner.bracket_of(index) for index in range(first, first + 17)]
+        assert Counter(brackets) == {0: 9, 1: 5, 2: 3}
+
+
+def test_seed_alone_decides_the_brackets() -> None:
+    def deal(seed: int) -> list[int]:
+        pruner = SeededHyperbandPruner(seed, min_resource=1, max_resource=27)
+        return [pruner.bracket_of(index) for index in range(1, 41)]
+
+    assert deal(11) == deal(11)
+    assert deal(11) != deal(12)
+
+
+def test_bracket_follows_launch_index_not_trial_number() -> None:
+    import optuna
+
+    pruner = SeededHyperbandPruner(3, min_resource=1, max_resource=27)
+    study = optuna.create_study(direction="maximize")
+    # A rerun of an interrupted training job: a new trial number, the same launch index.
+    trial = study.ask()
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    rerun = study.ask()
+    rerun.set_user_attr("training_job", {"launch_index": 1})
+    frozen = study.trials[rerun.number]
+    assert frozen.number == 1
+    assert pruner._get_bracket_id(study, frozen) == pruner.bracket_of(1)
+
+
+def stop_epochs(tmp_path: Path, name: str, seed: int) -> list[int | None]:
+    """Run a Hyperband tuning job named `name`; return each job's stop epoch (None: completed)."""
+
+    def curve(hyperparameters: Mapping[str, str]) -> list[float]:
+        rate = float(hyperparameters["learning_rate"])
+        return [min(0.9, rate * 10 * epoch) for epoch in range(1, 10)]
+
+    result = run_tuning(
+        tmp_path / name,
+        ScriptedLauncher(curve),
+        name,
+        strategy="Hyperband",
+        ranges=(ParameterRange("learning_rate", "Continuous", "0.001", "0.1", "Logarithmic"),),
+        max_jobs=12,
+        max_parallel_jobs=1,
+        min_resource=1,
+        max_resource=9,
+        random_seed=seed,
+    )
+    return [
+        len(record.intermediate_values) if record.status == STOPPED else None
+        for record in result.trials
+    ]
+
+
+@pytest.mark.parametrize("seed", [4, 9])
+def test_same_seed_same_stops_under_another_name(tmp_path: Path, seed: int) -> None:
+    first = stop_epochs(tmp_path, "ltr-tuning-a", seed)
+    assert any(epoch is not None for epoch in first), "Hyperband stopped no training job"
+    assert stop_epochs(tmp_path, "ltr-tuning-b", seed) == first
