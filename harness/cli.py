@@ -338,7 +338,14 @@ def _add_tracking_commands(commands) -> None:  # type: ignore[no-untyped-def]
     compare.add_argument(
         "runs", nargs=2, metavar="RUN", help="a run id or MLflow run id (or its prefix)"
     )
-    compare.add_argument("--json", action="store_true", help="print the differences as JSON")
+    # SUPPRESS keeps `harness runs --json compare A B` working: a False default here would
+    # overwrite the True that `runs --json` set.
+    compare.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the differences as JSON",
+    )
 
     ui = commands.add_parser("ui", help="serve the MLflow UI of the workspace's runs on 127.0.0.1")
     _add_config_options(ui)

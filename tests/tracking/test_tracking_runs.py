@@ -197,11 +197,15 @@ def test_runs_lists_newest_first(two_runs, capsys) -> None:
     assert [run["run_id"] for run in listed] == [records[1]["run_id"], records[0]["run_id"]]
 
 
-def test_runs_compare_shows_learning_rate(two_runs, capsys) -> None:
+@pytest.mark.parametrize("json_first", [False, True])
+def test_runs_compare_shows_learning_rate(two_runs, capsys, json_first: bool) -> None:
     workspace, _, records = two_runs
     capsys.readouterr()
     first, second = records[0]["run_id"], records[1]["run_id"]
-    assert harness(workspace, "runs", "compare", first, second, "--json") == 0
+    if json_first:
+        assert harness(workspace, "runs", "--json", "compare", first, second) == 0
+    else:
+        assert harness(workspace, "runs", "compare", first, second, "--json") == 0
     differences = json.loads(capsys.readouterr().out)
     params = [d for d in differences if d["kind"] == "param"]
     assert params == [
