@@ -44,10 +44,12 @@ hidden_units = categorical 32,16 | 64,32 | 128,64
 """
 
 
-def run_tuning(strategy: str, seed: int, max_jobs: int, parallel: int, folder: Path) -> dict:
+def run_tuning(
+    strategy: str, seed: int, max_jobs: int, parallel: int, folder: Path, min_resource: int
+) -> dict:
     workspace = folder / f"{strategy}-{seed}"
     settings = folder / f"{strategy}-{seed}.ini"
-    extra = "min_resource = 3\n" if strategy == "Hyperband" else ""
+    extra = f"min_resource = {min_resource}\n" if strategy == "Hyperband" else ""
     settings.write_text(
         TUNING.format(
             strategy=strategy, max_jobs=max_jobs, parallel=parallel, seed=seed, extra=extra
@@ -96,6 +98,9 @@ def main() -> int:
         "--strategies", nargs="+", default=["Random", "Bayesian", "Hyperband"], help="strategies"
     )
     parser.add_argument(
+        "--min-resource", type=int, default=3, help="Hyperband's MinResource, in epochs"
+    )
+    parser.add_argument(
         "--keep",
         type=Path,
         help="keep the workspaces and trial tables in this folder instead of a temporary one",
@@ -109,14 +114,17 @@ def main() -> int:
         folder = args.keep or temporary
         for seed in args.seeds:
             for strategy in args.strategies:
-                result = run_tuning(strategy, seed, args.max_jobs, args.parallel, Path(folder))
+                result = run_tuning(
+                    strategy, seed, args.max_jobs, args.parallel, Path(folder), args.min_resource
+                )
                 print(json.dumps(result), file=sys.stderr, flush=True)
                 results.append(result)
 
     print(f"Machine: {platform.platform()}, {os.cpu_count()} cores")
     print(
         f"Command: python benchmarks/tuning_strategies.py --max-jobs {args.max_jobs} "
-        f"--parallel {args.parallel} --seeds {' '.join(map(str, args.seeds))}\n"
+        f"--parallel {args.parallel} --seeds {' '.join(map(str, args.seeds))} "
+        f"--min-resource {args.min_resource}\n"
     )
     print("| strategy | seed | epochs trained | jobs stopped | best validation NDCG@10 | time |")
     print("|---|---|---|---|---|---|")
