@@ -174,13 +174,14 @@ class LocalRunner:
         except KeyboardInterrupt:
             record.status = "Stopped"
             self._save(record, started)
+            # The MLflow run (KILLED) shows the steps that finished before the interruption.
+            self.tracker.finish(self.config, record, self.digests, self.workspace)
             raise
         finally:
             if self._aws is not None and self._owns_aws:
                 self._aws.stop()
         record.status = "Failed" if record.failed else "Completed"
         self._save(record, started)
-        # NOTE: an interrupted run is not recorded in MLflow; its MLflow run stays RUNNING.
         self.tracker.finish(self.config, record, self.digests, self.workspace)
         return record
 

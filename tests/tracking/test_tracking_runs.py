@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -239,6 +240,38 @@ def test_runs_compare_unknown_run(two_runs, capsys) -> None:
     assert harness(workspace, "runs", "compare", records[0]["run_id"], "19990101000000") == 2
     output = capsys.readouterr().out
     assert "'19990101000000' not found" in output
+
+
+def test_interrupted_run_is_recorded_killed(tmp_path: Path) -> None:
+    workspace = tmp_path / "ws"
+    arguments = [*fixture_run_arguments(workspace), "--set", STEPS]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", *arguments],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # Interrupt once the train job has started, so prepare has finished.
+    jobs = workspace / "jobs"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        if jobs.is_dir() and any("-train-" in path.name for path in jobs.iterdir()):
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the run ended before its train job started"
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130
+    [record] = [json.loads(path.read_text()) for path in (workspace / "runs").glob("*.json")]
+    assert record["status"] == "Stopped"
+
+    flush_pending(workspace)
+    [run] = mlflow_runs(workspace)
+    assert run.data.tags["harness.run_id"] == record["run_id"]
+    assert run.info.status == "KILLED"
+    finished = [step["step"] for step in record["steps"]]
+    assert "prepare" in finished
+    jobs_recorded = mlflow_runs(workspace, kind="job")
+    assert "prepare" in {job.data.tags.get("harness.step") for job in jobs_recorded}
 
 
 def test_no_connection_leaves_loopback(two_runs) -> None:
