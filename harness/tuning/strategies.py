@@ -77,7 +77,7 @@ class SeededHyperbandPruner(HyperbandPruner):
     bracket's share of trials as Hyperband prescribes only on average. The study name is the
     tuning job's name, so the same seed gave another assignment under another name, and a
     resumed job's rerun of an interrupted training job took a new trial number and could
-    change bracket. Here the training jobs are dealt in rounds: each round holds every
+    change bracket. Here the training jobs are dealt in rounds: each round contains every
     bracket exactly as many times as its share, in an order shuffled by the seed and the
     round. A job's bracket depends only on the seed and its launch index.
     """
