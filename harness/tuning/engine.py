@@ -96,14 +96,17 @@ class _RunningJob:
     final_metrics: dict[str, float] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
     stop_reason: str | None = None
+    # The epoch after which the tuning job decided to stop the job.
+    stop_epoch: int | None = None
     # Hyperband's MaxResource, when the job would run past it. None when it stops by itself.
     max_resource: int | None = None
     start_time: datetime | None = None
     end_time: datetime | None = None
 
-    def request_stop(self, reason: str) -> None:
+    def request_stop(self, reason: str, epoch: int | None = None) -> None:
         if not self.stop.is_set():
             self.stop_reason = reason
+            self.stop_epoch = epoch
             self.stop.set()
 
 
@@ -322,6 +325,13 @@ class _TuningRun:
         """Read metrics from one log line and ask the pruner after each objective value."""
         with self.lock:
             for metric, value in job.extractor.feed(line):
+                if job.stop_epoch is not None:
+                    # The epochs a job trains while the stop reaches it are kept in its
+                    # curve, but neither its metrics nor Optuna see them: how many there
+                    # are depends on timing, and the same seed must give the same results.
+                    if metric == self.tuning.objective_metric:
+                        job.objective_values.append(value)
+                    continue
                 job.final_metrics[metric] = value
                 if metric != self.tuning.objective_metric:
                     continue
@@ -333,9 +343,9 @@ class _TuningRun:
                 if job.stop.is_set():
                     continue
                 if _may_prune(self.tuning, step) and job.trial.should_prune():
-                    job.request_stop(_pruned_reason(self.tuning, step))
+                    job.request_stop(_pruned_reason(self.tuning, step), step)
                 elif job.max_resource is not None and step >= job.max_resource:
-                    job.request_stop(f"it reached MaxResource ({job.max_resource} epochs)")
+                    job.request_stop(f"it reached MaxResource ({job.max_resource} epochs)", step)
 
     def _finish_job(self, job: _RunningJob, result: TrainingJobResult) -> None:
         """Store the training job's record on its trial and tell Optuna how it ended."""
@@ -369,7 +379,9 @@ class _TuningRun:
                 f"launch_trial returned the status {status!r} for {job.name}; "
                 f"expected one of {', '.join(TRAINING_JOB_STATUSES)}"
             )
-        last = job.objective_values[-1] if job.objective_values else None
+        # A job that the tuning job stopped has the objective of the epoch of the decision.
+        values = job.objective_values[: job.stop_epoch or len(job.objective_values)]
+        last = values[-1] if values else None
         objective = last if last is not None and math.isfinite(last) else None
         if status == COMPLETED and last is None:
             status = FAILED

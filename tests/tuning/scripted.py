@@ -60,6 +60,9 @@ class ScriptedLauncher:
     status: str = "Completed"
     failure_reason: str | None = None
     raise_on_call: int | None = None
+    # Epochs the job goes on printing after it sees the stop, as a real job does while the
+    # stop reaches it.
+    stop_lag: int = 0
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -78,9 +81,12 @@ class ScriptedLauncher:
             raise RuntimeError(f"tuning process killed while {trial_name} ran")
 
         on_line(f"Starting training job {trial_name}")
+        stopping_since = None
         for epoch, value in enumerate(self.curve(hyperparameters), start=1):
             on_line(log_line(epoch, value))
-            if should_stop():
+            if stopping_since is None and should_stop():
+                stopping_since = epoch
+            if stopping_since is not None and epoch - stopping_since >= self.stop_lag:
                 with self._lock:
                     self.stopped.append(trial_name)
                 return TrainingJobResult("Stopped")

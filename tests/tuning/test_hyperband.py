@@ -76,3 +76,41 @@ def test_same_seed_same_stops_under_another_name(tmp_path: Path, seed: int) -> N
     first = stop_epochs(tmp_path, "ltr-tuning-a", seed)
     assert any(epoch is not None for epoch in first), "Hyperband stopped no training job"
     assert stop_epochs(tmp_path, "ltr-tuning-b", seed) == first
+
+
+def run_with_lag(tmp_path: Path, stop_lag: int):  # type: ignore[no-untyped-def]
+    def curve(hyperparameters: Mapping[str, str]) -> list[float]:
+        rate = float(hyperparameters["learning_rate"])
+        return [min(0.9, rate * 10 * epoch) for epoch in range(1, 10)]
+
+    launcher = ScriptedLauncher(curve, stop_lag=stop_lag)
+    result = run_tuning(
+        tmp_path / f"lag-{stop_lag}",
+        launcher,
+        "ltr-tuning",
+        strategy="Hyperband",
+        ranges=(ParameterRange("learning_rate", "Continuous", "0.001", "0.1", "Logarithmic"),),
+        max_jobs=12,
+        max_parallel_jobs=1,
+        min_resource=1,
+        max_resource=9,
+        random_seed=4,
+    )
+    return result.trials
+
+
+def test_epochs_after_stop_change_nothing(tmp_path: Path) -> None:
+    """A job that trains on while its stop reaches it keeps the objective of the decision."""
+    prompt, lagging = run_with_lag(tmp_path, 0), run_with_lag(tmp_path, 2)
+    stopped = [record for record in lagging if record.status == STOPPED]
+    assert stopped, "Hyperband stopped no training job"
+    for fast, slow in zip(prompt, lagging, strict=True):
+        assert slow.status == fast.status
+        assert slow.objective == fast.objective
+        assert slow.stop_reason == fast.stop_reason
+        assert slow.final_metrics == fast.final_metrics
+    for record in stopped:
+        epoch = int(record.stop_reason.rsplit(" ", 1)[-1])
+        # The curve keeps the epochs trained after the decision.
+        assert len(record.intermediate_values) > epoch
+        assert record.objective == record.intermediate_values[epoch - 1]
