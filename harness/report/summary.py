@@ -66,16 +66,14 @@ def print_run_summary(console: Console, record: RunRecord) -> None:
 
     workspace = Path(record.workspace)
     # Steps served from the cache keep the outputs of the run that made them.
-    run_prefixes = sorted(
-        {
-            _run_prefix(uri)
-            for outcome in record.steps
-            for uri in outcome.outputs.values()
-            if "/runs/" in uri
-        }
-    )
-    for prefix in run_prefixes:
-        console.print(f"Artifacts: {prefix}", soft_wrap=True)
+    steps_by_prefix: dict[str, list[str]] = {}
+    for outcome in record.steps:
+        for prefix in sorted({_run_prefix(u) for u in outcome.outputs.values() if "/runs/" in u}):
+            steps_by_prefix.setdefault(prefix, []).append(outcome.step)
+    for prefix, steps in sorted(steps_by_prefix.items()):
+        run_id = prefix.rstrip("/").rsplit("/", 1)[-1]
+        origin = "" if run_id == record.run_id else f", from the cache of run {run_id}"
+        console.print(f"Artifacts of {', '.join(steps)}{origin}: {prefix}", soft_wrap=True)
         console.print(
             f"  local copy: {workspace / 's3' / prefix.removeprefix('s3://')}", soft_wrap=True
         )

@@ -34,3 +34,22 @@ def test_summary_without_explain_names_no_report(tmp_path: Path) -> None:
     record.steps.append(StepOutcome("explain", "job", "Skipped"))
 
     assert "explain report" not in summary_text(record)
+
+
+def test_summary_names_steps_of_each_artifact_prefix(tmp_path: Path) -> None:
+    older = "s3://harness-local-artifacts/ltr-ranking/runs/20261204110000"
+    record = RunRecord("20261204120000", "ltr-ranking", "2026-12-04", workspace=str(tmp_path))
+    record.steps.append(
+        StepOutcome("prepare", "job", "Completed", outputs={"train": f"{older}/prepare/train"})
+    )
+    record.steps.append(
+        StepOutcome("train", "job", "Completed", outputs={"model": f"{RUN_PREFIX}/train/model"})
+    )
+    record.steps.append(
+        StepOutcome("evaluate", "job", "Completed", outputs={"evaluation": f"{RUN_PREFIX}/eval"})
+    )
+
+    text = summary_text(record)
+
+    assert f"Artifacts of train, evaluate: {RUN_PREFIX}/" in text
+    assert f"Artifacts of prepare, from the cache of run 20261204110000: {older}/" in text
