@@ -326,9 +326,9 @@ class _TuningRun:
         with self.lock:
             for metric, value in job.extractor.feed(line):
                 if job.stop_epoch is not None:
-                    # The epochs a job trains while the stop reaches it are kept in its
-                    # curve, but neither its metrics nor Optuna see them: how many there
-                    # are depends on timing, and the same seed must give the same results.
+                    # The epochs a job trains while the stop reaches it stay in its curve,
+                    # but its metrics and Optuna leave them out. Their number depends on
+                    # timing, and the same seed must give the same results.
                     if metric == self.tuning.objective_metric:
                         job.objective_values.append(value)
                     continue

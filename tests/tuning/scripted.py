@@ -60,8 +60,8 @@ class ScriptedLauncher:
     status: str = "Completed"
     failure_reason: str | None = None
     raise_on_call: int | None = None
-    # Epochs the job goes on printing after it sees the stop, as a real job does while the
-    # stop reaches it.
+    # Epochs the job goes on printing after should_stop() returns True, as a real job does
+    # while the stop reaches it.
     stop_lag: int = 0
     calls: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
