@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import ParameterRange
-from harness.tuning import STOPPED
+from harness.tuning import STOPPED, TrialRecord
 from harness.tuning.strategies import SeededHyperbandPruner
 from tests.tuning.scripted import ScriptedLauncher, run_tuning
 
@@ -46,16 +46,19 @@ def test_bracket_follows_launch_index_not_trial_number() -> None:
     assert pruner._get_bracket_id(study, frozen) == pruner.bracket_of(1)
 
 
-def stop_epochs(tmp_path: Path, name: str, seed: int) -> list[int | None]:
-    """Run a Hyperband tuning job named `name`; return each job's stop epoch (None: completed)."""
+def learning_curve(hyperparameters: Mapping[str, str]) -> list[float]:
+    """Return 9 epochs that rise faster with a larger learning rate."""
+    rate = float(hyperparameters["learning_rate"])
+    return [min(0.9, rate * 10 * epoch) for epoch in range(1, 10)]
 
-    def curve(hyperparameters: Mapping[str, str]) -> list[float]:
-        rate = float(hyperparameters["learning_rate"])
-        return [min(0.9, rate * 10 * epoch) for epoch in range(1, 10)]
 
+def run_hyperband(
+    folder: Path, name: str = "ltr-tuning", seed: int = 4, stop_lag: int = 0
+) -> list[TrialRecord]:
+    """Run a Hyperband tuning job of 12 scripted jobs, one at a time; return its trials."""
     result = run_tuning(
-        tmp_path / name,
-        ScriptedLauncher(curve),
+        folder,
+        ScriptedLauncher(learning_curve, stop_lag=stop_lag),
         name,
         strategy="Hyperband",
         ranges=(ParameterRange("learning_rate", "Continuous", "0.001", "0.1", "Logarithmic"),),
@@ -65,9 +68,14 @@ def stop_epochs(tmp_path: Path, name: str, seed: int) -> list[int | None]:
         max_resource=9,
         random_seed=seed,
     )
+    return list(result.trials)
+
+
+def stop_epochs(tmp_path: Path, name: str, seed: int) -> list[int | None]:
+    """Return each job's stop epoch (None: completed) in a tuning job named `name`."""
     return [
         len(record.intermediate_values) if record.status == STOPPED else None
-        for record in result.trials
+        for record in run_hyperband(tmp_path / name, name, seed)
     ]
 
 
@@ -78,30 +86,10 @@ def test_same_seed_same_stops_under_another_name(tmp_path: Path, seed: int) -> N
     assert stop_epochs(tmp_path, "ltr-tuning-b", seed) == first
 
 
-def run_with_lag(tmp_path: Path, stop_lag: int):  # type: ignore[no-untyped-def]
-    def curve(hyperparameters: Mapping[str, str]) -> list[float]:
-        rate = float(hyperparameters["learning_rate"])
-        return [min(0.9, rate * 10 * epoch) for epoch in range(1, 10)]
-
-    launcher = ScriptedLauncher(curve, stop_lag=stop_lag)
-    result = run_tuning(
-        tmp_path / f"lag-{stop_lag}",
-        launcher,
-        "ltr-tuning",
-        strategy="Hyperband",
-        ranges=(ParameterRange("learning_rate", "Continuous", "0.001", "0.1", "Logarithmic"),),
-        max_jobs=12,
-        max_parallel_jobs=1,
-        min_resource=1,
-        max_resource=9,
-        random_seed=4,
-    )
-    return result.trials
-
-
 def test_epochs_after_stop_change_nothing(tmp_path: Path) -> None:
     """A job that trains on while its stop reaches it keeps the objective of the decision."""
-    prompt, lagging = run_with_lag(tmp_path, 0), run_with_lag(tmp_path, 2)
+    prompt = run_hyperband(tmp_path / "prompt")
+    lagging = run_hyperband(tmp_path / "lagging", stop_lag=2)
     stopped = [record for record in lagging if record.status == STOPPED]
     assert stopped, "Hyperband stopped no training job"
     for fast, slow in zip(prompt, lagging, strict=True):
