@@ -31,7 +31,7 @@ from harness.local.embedded import EmbeddedAWS
 from harness.local.jobs import Launcher, LineSink, run_training_job
 from harness.report.summary import short_number
 from harness.tuning import COMPLETED, TrainingJobResult, TuningResult, run_tuning_job
-from harness.tuning.records import status_counts
+from harness.tuning.records import TrialRecord, status_counts
 
 # Fields of a TrainingJobDefinition that a CreateTrainingJob request takes as they are.
 _DEFINITION_FIELDS = (
@@ -151,14 +151,13 @@ def run_local_tuning_job(
             finished.set()
         if result.status == COMPLETED:
             models.add(trial_name, result.outputs["model"])
+        return TrainingJobResult(result.status, result.failure_reason or None)
+
+    def on_record(record: TrialRecord) -> None:
         with counter_lock:
             counter["ended"] += 1
             ended = counter["ended"]
-        announce(
-            f"[{ended}/{tuning.max_jobs}] "
-            + _trial_line(tuning, trial_name[len(name) + 1 :], hyperparameters, result)
-        )
-        return TrainingJobResult(result.status, result.failure_reason or None)
+        announce(f"[{ended}/{tuning.max_jobs}] " + _trial_line(tuning, name, record))
 
     try:
         result = run_tuning_job(
@@ -168,6 +167,7 @@ def run_local_tuning_job(
             metric_definitions,
             launch,
             folder,
+            on_record,
         )
     except BaseException as error:
         aws.patch_job(
@@ -309,14 +309,24 @@ def _tuned_names(request: dict[str, Any]) -> list[str]:
     return [item["Name"] for kind in ranges.values() for item in kind]
 
 
-def _trial_line(tuning: TuningConfig, short_name: str, hyperparameters, result) -> str:  # type: ignore[no-untyped-def]
-    values = result.metrics.get(tuning.objective_metric) or []
-    objective = f"{tuning.objective_metric} {values[-1]:.4f}" if values else "no objective"
-    tuned = ", ".join(
-        f"{r.name}={short_number(hyperparameters.get(r.name, '?'))}" for r in tuning.ranges
+def _trial_line(tuning: TuningConfig, tuning_job_name: str, record: TrialRecord) -> str:
+    """Return the progress line of a training job that ended, with its recorded objective."""
+    objective = (
+        f"{tuning.objective_metric} {record.objective:.4f}"
+        if record.objective is not None
+        else "no objective"
     )
+    tuned = ", ".join(
+        f"{r.name}={short_number(record.hyperparameters.get(r.name, '?'))}" for r in tuning.ranges
+    )
+    duration = (
+        (record.end_time - record.start_time).total_seconds()
+        if record.start_time and record.end_time
+        else 0.0
+    )
+    short_name = record.name[len(tuning_job_name) + 1 :]
     return (
-        f"training job {short_name} {result.status.lower()} in {result.duration:.1f} s: "
+        f"training job {short_name} {record.status.lower()} in {duration:.1f} s: "
         f"{objective} ({tuned})"
     )
 

@@ -117,8 +117,12 @@ def run_tuning_job(
     metric_definitions: Mapping[str, str],
     launch_trial: LaunchTrial,
     storage_folder: Path,
+    on_record: Callable[[TrialRecord], None] | None = None,
 ) -> TuningResult:
     """Run (or resume) the tuning job ``tuning_job_name`` and return all its training jobs.
+
+    ``on_record`` is called with the record of each training job as it ends (from the thread
+    that ran it), with the objective and status that the tuning job stores.
 
     ``static_hyperparameters`` are [train.hyperparameters]: tuned names take the trial's value
     instead. ``metric_definitions`` map metric names to regexes ([train.metrics]) and must
@@ -155,7 +159,7 @@ def run_tuning_job(
     objective_regex = metric_definitions[tuning.objective_metric]
     definition = tuning_definition(tuning, static, objective_regex)
     handle = open_study(Path(storage_folder), tuning_job_name, tuning, definition)
-    run = _TuningRun(handle, tuning, static, metric_definitions, launch_trial)
+    run = _TuningRun(handle, tuning, static, metric_definitions, launch_trial, on_record)
     return run.run()
 
 
@@ -169,8 +173,10 @@ class _TuningRun:
         static_hyperparameters: dict[str, str],
         metric_definitions: Mapping[str, str],
         launch_trial: LaunchTrial,
+        on_record: Callable[[TrialRecord], None] | None = None,
     ) -> None:
         self.handle = handle
+        self.on_record = on_record
         self.tuning = tuning
         self.static = static_hyperparameters
         self.definitions = dict(metric_definitions)
@@ -360,6 +366,8 @@ class _TuningRun:
                 study.tell(job.trial.number, values=record.objective)
             else:
                 study.tell(job.trial.number, state=records.trial_state(record.status))
+        if self.on_record is not None:
+            self.on_record(record)
         objective = "none" if record.objective is None else f"{record.objective:g}"
         log.info(
             "tuning job %s: training job %s %s, objective %s%s",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.config import ParameterRange, TuningConfig
-from harness.tuning import TrainingJobResult, TuningResult, run_tuning_job
+from harness.tuning import TrainingJobResult, TrialRecord, TuningResult, run_tuning_job
 from harness.tuning.engine import LaunchTrial
 
 OBJECTIVE = "validation:ndcg@10"
@@ -99,9 +99,19 @@ def flat_curve(value_of: Callable[[Mapping[str, str]], float], epochs: int = 3) 
 
 
 def run_tuning(
-    folder: Path, launcher: LaunchTrial, name: str = "ltr-tuning", **changes: object
+    folder: Path,
+    launcher: LaunchTrial,
+    name: str = "ltr-tuning",
+    on_record: Callable[[TrialRecord], None] | None = None,
+    **changes: object,
 ) -> TuningResult:
     """Run a tuning job of `make_tuning(**changes)` with its study stored in `folder`."""
     return run_tuning_job(
-        name, make_tuning(**changes), STATIC_HYPERPARAMETERS, METRIC_DEFINITIONS, launcher, folder
+        name,
+        make_tuning(**changes),
+        STATIC_HYPERPARAMETERS,
+        METRIC_DEFINITIONS,
+        launcher,
+        folder,
+        on_record,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -53,13 +53,18 @@ def learning_curve(hyperparameters: Mapping[str, str]) -> list[float]:
 
 
 def run_hyperband(
-    folder: Path, name: str = "ltr-tuning", seed: int = 4, stop_lag: int = 0
+    folder: Path,
+    name: str = "ltr-tuning",
+    seed: int = 4,
+    stop_lag: int = 0,
+    on_record: Callable[[TrialRecord], None] | None = None,
 ) -> list[TrialRecord]:
     """Run a Hyperband tuning job of 12 scripted jobs, one at a time; return its trials."""
     result = run_tuning(
         folder,
         ScriptedLauncher(learning_curve, stop_lag=stop_lag),
         name,
+        on_record,
         strategy="Hyperband",
         ranges=(ParameterRange("learning_rate", "Continuous", "0.001", "0.1", "Logarithmic"),),
         max_jobs=12,
@@ -102,3 +107,14 @@ def test_epochs_after_stop_change_nothing(tmp_path: Path) -> None:
         # The curve keeps the epochs trained after the decision.
         assert len(record.intermediate_values) > epoch
         assert record.objective == record.intermediate_values[epoch - 1]
+
+
+def test_each_ending_job_reported_as_recorded(tmp_path: Path) -> None:
+    """The progress line of each job gets the objective and status the tuning job stores."""
+    reported: list[TrialRecord] = []
+    trials = run_hyperband(tmp_path, stop_lag=2, on_record=reported.append)
+    assert len(reported) == len(trials) == 12
+    by_name = {record.name: record for record in reported}
+    for record in trials:
+        assert by_name[record.name].status == record.status
+        assert by_name[record.name].objective == record.objective
