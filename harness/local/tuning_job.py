@@ -117,7 +117,7 @@ def run_local_tuning_job(
     models = _ModelIndex(folder / f"{name}.models.json")
 
     # Training jobs that ended in this run, for the progress count.
-    counter, counter_lock = {"ended": 0}, threading.Lock()
+    counter = {"ended": 0}
     _create_tuning_job(aws, request)
     aws.patch_job("tuning", name, hyper_parameter_tuning_job_status="InProgress")
 
@@ -154,10 +154,8 @@ def run_local_tuning_job(
         return TrainingJobResult(result.status, result.failure_reason or None)
 
     def on_record(record: TrialRecord) -> None:
-        with counter_lock:
-            counter["ended"] += 1
-            ended = counter["ended"]
-        announce(f"[{ended}/{tuning.max_jobs}] " + _trial_line(tuning, name, record))
+        counter["ended"] += 1
+        announce(f"[{counter['ended']}/{tuning.max_jobs}] " + _trial_line(tuning, name, record))
 
     try:
         result = run_tuning_job(
@@ -319,11 +317,7 @@ def _trial_line(tuning: TuningConfig, tuning_job_name: str, record: TrialRecord)
     tuned = ", ".join(
         f"{r.name}={short_number(record.hyperparameters.get(r.name, '?'))}" for r in tuning.ranges
     )
-    duration = (
-        (record.end_time - record.start_time).total_seconds()
-        if record.start_time and record.end_time
-        else 0.0
-    )
+    duration = record.duration or 0.0
     short_name = record.name[len(tuning_job_name) + 1 :]
     return (
         f"training job {short_name} {record.status.lower()} in {duration:.1f} s: "
@@ -404,10 +398,7 @@ def _last_run_tuning_table(workspace: Path, folder: Path) -> Path | None:
 
 def _trial_entry(trial) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     entry = asdict(trial)
-    duration = None
-    if trial.start_time and trial.end_time:
-        duration = (trial.end_time - trial.start_time).total_seconds()
-    entry["duration"] = duration
+    entry["duration"] = trial.duration
     return entry
 
 

@@ -207,9 +207,7 @@ def _trial_table(tuning: TuningConfig, result: TuningResult) -> str:
     )
     rows = [f"<table><tr>{header}</tr>"]
     for trial in result.trials:
-        duration = ""
-        if trial.start_time and trial.end_time:
-            duration = f"{(trial.end_time - trial.start_time).total_seconds():.1f}"
+        duration = "" if trial.duration is None else f"{trial.duration:.1f}"
         objective = "" if trial.objective is None else f"{trial.objective:.4f}"
         cells = [trial.name, *(trial.hyperparameters.get(n, "") for n in names)]
         cells += [objective, trial.status, duration]

@@ -121,8 +121,8 @@ def run_tuning_job(
 ) -> TuningResult:
     """Run (or resume) the tuning job ``tuning_job_name`` and return all its training jobs.
 
-    ``on_record`` is called with the record of each training job as it ends (from the thread
-    that ran it), with the objective and status that the tuning job stores.
+    ``on_record`` is called, in the caller's thread, with the record of each training job as
+    it ends: the objective and status that the tuning job stores.
 
     ``static_hyperparameters`` are [train.hyperparameters]: tuned names take the trial's value
     instead. ``metric_definitions`` map metric names to regexes ([train.metrics]) and must

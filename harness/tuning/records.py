@@ -35,7 +35,8 @@ class TrialRecord:
 
     ``hyperparameters`` are all the strings the training job received: the static ones, the
     tuned values and ``_tuning_objective_metric``. ``objective`` is the last value of the
-    objective metric, kept for Stopped jobs too, and None when the job wrote none.
+    objective metric, and None when the job wrote none. A job that the tuning job stopped keeps
+    the value of the epoch after which it was stopped.
     ``intermediate_values`` are the objective metric's values in log order (value n is epoch
     n). ``stop_reason`` is the reason harness stopped a Stopped job. ``parent_tuning_job`` is set
     on training jobs that warm start copied from a parent tuning job.
@@ -52,6 +53,13 @@ class TrialRecord:
     failure_reason: str | None = None
     stop_reason: str | None = None
     parent_tuning_job: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the job's start to its end, or None without both times."""
+        if self.start_time is None or self.end_time is None:
+            return None
+        return (self.end_time - self.start_time).total_seconds()
 
 
 @dataclass(frozen=True)

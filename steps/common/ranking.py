@@ -167,8 +167,8 @@ def pairwise_logistic_loss_on_pairs(scores, pairs) -> tf.Tensor:
     with label_i > label_j: log(1 + exp(-(s_i - s_j))) averaged over the pairs, 0 without any.
 
     It computes one softplus per pair rather than one per cell of [queries, list size, list
-    size], and its gradient directly: each pair adds -sigmoid(s_j - s_i) / pairs to the
-    gradient of s_i and subtracts it from that of s_j.
+    size], and its gradient directly: each pair adds -sigmoid(s_j - s_i) / (number of pairs)
+    to the gradient of s_i and subtracts it from that of s_j.
     """
     pairs = tf.convert_to_tensor(pairs, tf.int32)
     return _pair_loss(tf.cast(scores, tf.float32), pairs[:, 0], pairs[:, 1])

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import pytest
 
 from harness.cli import main
 from harness.local.embedded import EmbeddedAWS
-from tests.support.project import REPO, fixture_run_arguments
+from tests.support.project import REPO, fixture_run_arguments, start_harness
 
 pytestmark = pytest.mark.slow
 
@@ -172,12 +170,7 @@ def completed_trials(models_file: Path) -> int:
 def test_interrupted_tuning_job_resumes(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     arguments = tuning_arguments(workspace, parallel=1)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", *arguments],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_harness(arguments)
     models = workspace / "tuning"
     deadline = time.monotonic() + 300
     finished: dict[str, str] = {}

@@ -36,7 +36,7 @@ def test_summary_without_explain_names_no_report(tmp_path: Path) -> None:
     assert "explain report" not in summary_text(record)
 
 
-def test_summary_names_steps_of_each_artifact_prefix(tmp_path: Path) -> None:
+def test_summary_names_steps_per_prefix(tmp_path: Path) -> None:
     older = "s3://harness-local-artifacts/ltr-ranking/runs/20261204110000"
     record = RunRecord("20261204120000", "ltr-ranking", "2026-12-04", workspace=str(tmp_path))
     record.steps.append(

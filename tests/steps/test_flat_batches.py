@@ -66,7 +66,7 @@ def test_pairwise_loss_on_pairs_matches_padded(seed: int) -> None:
 
 
 @pytest.mark.parametrize("seed", [0, 5])
-def test_pairwise_loss_on_pairs_gradient_matches_padded(seed: int) -> None:
+def test_pair_loss_gradient_matches_padded(seed: int) -> None:
     """The hand-written gradient equals automatic differentiation of the padded loss."""
     flat, padded = flat_and_padded(make_queries(seed), 4, seed=seed)
     rng = np.random.default_rng(seed + 7)

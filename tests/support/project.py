@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,3 +31,13 @@ def fixture_run_arguments(workspace: Path) -> list[str]:
         "--set",
         f"pipeline.workspace={workspace}",
     ]
+
+
+def start_harness(arguments: list[str]) -> subprocess.Popen[bytes]:
+    """Start `harness ARGUMENTS` in the background from the repository, its output discarded."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", *arguments],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

@@ -24,7 +24,7 @@ from harness.tracking import mlflow_name, tracking_settings
 from harness.tracking.flush import flush_pending
 from harness.tracking.recorder import open_client
 from tests.support.guard import sitecustomize as guard
-from tests.support.project import REPO, fixture_run_arguments
+from tests.support.project import REPO, fixture_run_arguments, start_harness
 
 GUARD = REPO / "tests" / "support" / "guard"
 # Enough steps for evaluation metrics and the evaluation report, without explain's minutes.
@@ -242,15 +242,10 @@ def test_runs_compare_unknown_run(two_runs, capsys) -> None:
     assert "'19990101000000' not found" in output
 
 
-def test_interrupted_run_is_recorded_killed(tmp_path: Path) -> None:
+def test_interrupted_run_recorded_killed(tmp_path: Path) -> None:
     workspace = tmp_path / "ws"
     arguments = [*fixture_run_arguments(workspace), "--set", STEPS]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", *arguments],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process = start_harness(arguments)
     # Interrupt once the train job has started, so prepare has finished.
     jobs = workspace / "jobs"
     deadline = time.monotonic() + 300

@@ -31,7 +31,7 @@ def test_seed_alone_decides_the_brackets() -> None:
     assert deal(11) != deal(12)
 
 
-def test_bracket_follows_launch_index_not_trial_number() -> None:
+def test_bracket_follows_launch_index() -> None:
     import optuna
 
     pruner = SeededHyperbandPruner(3, min_resource=1, max_resource=27)
@@ -85,7 +85,7 @@ def stop_epochs(tmp_path: Path, name: str, seed: int) -> list[int | None]:
 
 
 @pytest.mark.parametrize("seed", [4, 9])
-def test_same_seed_same_stops_under_another_name(tmp_path: Path, seed: int) -> None:
+def test_stops_ignore_tuning_job_name(tmp_path: Path, seed: int) -> None:
     first = stop_epochs(tmp_path, "ltr-tuning-a", seed)
     assert any(epoch is not None for epoch in first), "Hyperband stopped no training job"
     assert stop_epochs(tmp_path, "ltr-tuning-b", seed) == first
@@ -109,7 +109,7 @@ def test_epochs_after_stop_change_nothing(tmp_path: Path) -> None:
         assert record.objective == record.intermediate_values[epoch - 1]
 
 
-def test_each_ending_job_reported_as_recorded(tmp_path: Path) -> None:
+def test_progress_report_matches_record(tmp_path: Path) -> None:
     """The progress line of each job gets the objective and status the tuning job stores."""
     reported: list[TrialRecord] = []
     trials = run_hyperband(tmp_path, stop_lag=2, on_record=reported.append)
