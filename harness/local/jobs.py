@@ -229,19 +229,27 @@ class _ProcessGroup:
         Returns the exit codes and whether the deadline was reached.
         """
         timed_out = False
+        cut_short: set[int] = set()
         while True:
             codes = [p.poll() for p in self.processes]
             if all(code is not None for code in codes):
                 break
-            if any(code not in (None, 0) for code in codes) or (stop and stop.is_set()):
-                # One instance failed, or the job was stopped: SageMaker ends the whole job.
+            if (stop and stop.is_set()) or time.monotonic() > deadline:
+                timed_out = not (stop and stop.is_set())
+                cut_short.update(i for i, code in enumerate(codes) if code is None)
                 self.terminate()
-            if time.monotonic() > deadline:
-                timed_out = True
+            elif any(code not in (None, 0) for code in codes):
+                # One instance failed: SageMaker ends the whole job.
                 self.terminate()
             time.sleep(0.05)
         self.drain()
-        return [int(code) for code in codes if code is not None], timed_out
+        # A process that catches SIGTERM can exit 0 (horovodrun does) though it did not run to
+        # its end, so its code becomes -SIGTERM, as on the warm path.
+        return [
+            -signal.SIGTERM if i in cut_short and code == 0 else int(code)
+            for i, code in enumerate(codes)
+            if code is not None
+        ], timed_out
 
     def drain(self) -> None:
         """Wait until the readers have handled every line the processes wrote.
