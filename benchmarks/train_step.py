@@ -6,11 +6,13 @@ see the same machine load. A version is a git revision (its steps/ folder is ext
 with `git archive`) or "worktree" for the files on disk.
 
 The loop's batch generator is wrapped: the time spent inside the generator is input time,
-the time between two batches is compute (the train step and its bookkeeping). Step 1 also
-traces the tf.function graph, so it is reported apart and left out of the means.
-Validation after each epoch is not part of any step.
+the time between two items is compute (the train step and its bookkeeping). An item is a
+batch (one step) or, for a train step with steps_per_execution, a group of batches that one
+call trains on (`batch_groups`). The first item also traces the tf.function graph, so it is
+reported apart and left out of the means. Validation after each epoch is not part of any step.
 
-    python benchmarks/train_step.py --data DIR --versions c78e431 worktree --repeats 2
+    python benchmarks/train_step.py --data DIR --versions c78e431 worktree \
+        --batches-function padded_batches batch_groups --repeats 2
 
 DIR contains the `train` and `validation` channels of a train job: the Parquet files that
 the prepare step wrote, e.g. <workspace>/jobs/<train job>/algo-1/opt/ml/input/data.
@@ -35,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 HYPERPARAMETERS = [
     "--epochs", "30", "--batch_size", "8", "--learning_rate", "0.001",
     "--hidden_units", "128,64", "--dropout", "0.1", "--loss", "pairwise_logistic", "--seed", "42",
+    "--steps_per_execution", "32",
 ]  # fmt: skip
 
 
@@ -68,6 +71,8 @@ def measure(steps: Path, data: Path, batches_function: str) -> dict:
 
     inputs: list[float] = []
     computes: list[float] = []
+    # Training steps of each item: a batch is one step, and a BatchGroup contains several.
+    step_counts: list[int] = []
     # Process CPU seconds (all threads) at each step's start; less sensitive than wall time to
     # other processes on a busy machine.
     cpu_marks: list[float] = []
@@ -87,6 +92,7 @@ def measure(steps: Path, data: Path, batches_function: str) -> dict:
                 return
             yielded_at = time.perf_counter()
             inputs.append(yielded_at - requested_at)
+            step_counts.append(getattr(batch, "steps", 1))
             yield batch
 
     setattr(ranking, batches_function, timed_batches)
@@ -99,27 +105,31 @@ def measure(steps: Path, data: Path, batches_function: str) -> dict:
         args, train_queries, validation_queries, num_features
     )
     total = time.perf_counter() - started
-    steady_input, steady_compute = inputs[1:], computes[1:]
-    step_ms = [1000 * (i + c) for i, c in zip(steady_input, steady_compute, strict=True)]
-    # Steps 2..N: from the request of batch 2 to the request after the last batch of each
+    steady_input, steady_compute, steady_steps = inputs[1:], computes[1:], step_counts[1:]
+    steps = sum(steady_steps)
+    # Items 2..N: from the request of item 2 to the request after the last item of each
     # epoch, minus the validation between epochs, which runs outside the generator.
     epochs = history[-1]["epoch"]
     per_epoch = len(computes) // epochs
-    cpu_step_seconds = [
+    cpu_item_seconds = [
         cpu_marks[epoch * (per_epoch + 1) + index + 1] - cpu_marks[epoch * (per_epoch + 1) + index]
         for epoch in range(epochs)
         for index in range(per_epoch)
         if epoch or index
     ]
     return {
-        "steps": len(computes),
+        "steps": sum(step_counts),
         "first_step_ms": 1000 * (inputs[0] + computes[0]),
-        "ms_per_step": statistics.fmean(step_ms),
-        "median_ms_per_step": statistics.median(step_ms),
-        "input_ms_per_step": 1000 * statistics.fmean(steady_input),
-        "compute_ms_per_step": 1000 * statistics.fmean(steady_compute),
+        "first_item_steps": step_counts[0],
+        "ms_per_step": 1000 * (sum(steady_input) + sum(steady_compute)) / steps,
+        "median_ms_per_step": statistics.median(
+            1000 * (i + c) / n
+            for i, c, n in zip(steady_input, steady_compute, steady_steps, strict=True)
+        ),
+        "input_ms_per_step": 1000 * sum(steady_input) / steps,
+        "compute_ms_per_step": 1000 * sum(steady_compute) / steps,
         "input_share": sum(steady_input) / (sum(steady_input) + sum(steady_compute)),
-        "cpu_ms_per_step": 1000 * statistics.fmean(cpu_step_seconds),
+        "cpu_ms_per_step": 1000 * sum(cpu_item_seconds) / steps,
         "training_loop_seconds": total,
         "best_validation_ndcg_at_10": history[best_epoch - 1]["validation:ndcg@10"],
         "best_epoch": best_epoch,

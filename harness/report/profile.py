@@ -41,9 +41,11 @@ def print_step_time(console: Console, record: RunRecord, workspace: Path) -> Non
         console.print(f"No step-time breakdown: the job ran {profile['steps']} step(s) only.")
         return
 
+    first_steps = profile.get("first_call_steps", 1)
+    first = "step 1" if first_steps == 1 else f"the first call (steps 1 to {first_steps})"
     console.print(
         f"[bold]Step time of {escape(train.name)}[/bold] ({profile['steps']} steps; "
-        f"step 1, which builds the graph, took {profile['first_step_ms']:.0f} ms and is left out)"
+        f"{first}, which builds the graph, took {profile['first_step_ms']:.0f} ms and is left out)"
     )
     console.print(
         f"  {profile['ms_per_step']:.2f} ms per step: waiting for input "

@@ -17,18 +17,26 @@ import glob
 import os
 import statistics
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 
 class StepTimer:
-    """Input and compute seconds of each step of a loop over `batches(...)`."""
+    """Input and compute seconds of each item of a loop over `batches(...)`.
+
+    An item is one call of the training function, which may run several steps.
+    """
 
     def __init__(self) -> None:
         self.input_seconds: list[float] = []
         self.compute_seconds: list[float] = []
+        self.step_counts: list[int] = []
 
-    def batches(self, iterable: Iterable):
-        """Yield the items of `iterable`, timing how long each takes and what happens between."""
+    def batches(self, iterable: Iterable, steps: Callable[[Any], int] = lambda item: 1):
+        """Yield the items of `iterable`, timing how long each takes and what happens between.
+
+        `steps(item)` is the number of training steps that the loop runs on the item.
+        """
         iterator = iter(iterable)
         yielded_at = None
         while True:
@@ -41,28 +49,38 @@ class StepTimer:
                 return
             yielded_at = time.perf_counter()
             self.input_seconds.append(yielded_at - requested_at)
+            self.step_counts.append(steps(item))
             yield item
 
     def summary(self) -> dict:
-        """Return the step-time breakdown in milliseconds; steps after the first only."""
-        steps = len(self.compute_seconds)
-        if steps == 0:
+        """Return the step-time breakdown in milliseconds, without the first call's steps.
+
+        `first_step_ms` is the time of the first call, which builds the graph. That call ran
+        `first_call_steps` steps.
+        """
+        calls = len(self.compute_seconds)
+        if calls == 0:
             return {"steps": 0}
         summary = {
-            "steps": steps,
+            "steps": sum(self.step_counts[:calls]),
             "first_step_ms": 1000 * (self.input_seconds[0] + self.compute_seconds[0]),
+            "first_call_steps": self.step_counts[0],
         }
-        inputs, computes = self.input_seconds[1:steps], self.compute_seconds[1:]
+        inputs, computes = self.input_seconds[1:calls], self.compute_seconds[1:]
+        counts = self.step_counts[1:calls]
         if not computes:
             return summary
+        steps = sum(counts)
         total = sum(inputs) + sum(computes)
         summary.update(
             {
-                "ms_per_step": 1000 * total / len(computes),
+                "ms_per_step": 1000 * total / steps,
                 "median_ms_per_step": 1000
-                * statistics.median(i + c for i, c in zip(inputs, computes, strict=True)),
-                "input_ms_per_step": 1000 * statistics.fmean(inputs),
-                "compute_ms_per_step": 1000 * statistics.fmean(computes),
+                * statistics.median(
+                    (i + c) / n for i, c, n in zip(inputs, computes, counts, strict=True)
+                ),
+                "input_ms_per_step": 1000 * sum(inputs) / steps,
+                "compute_ms_per_step": 1000 * sum(computes) / steps,
                 "input_share": sum(inputs) / total if total > 0 else 0.0,
             }
         )
@@ -91,25 +109,32 @@ class TraceWindow:
     def __init__(self, logdir: str, first: int, last: int) -> None:
         self.logdir, self.first, self.last = logdir, first, last
         self.running = False
+        self.finished = False
         self.traced_steps = 0
+        # The first and last step of the traced calls, once a call is traced.
+        self.traced_range: tuple[int, int] | None = None
 
     @contextlib.contextmanager
-    def step(self, number: int) -> Iterator[None]:
-        """Run one training step, inside a trace when `number` is in the window."""
+    def step(self, number: int, count: int = 1) -> Iterator[None]:
+        """Run one call of training steps `number` to `number + count - 1`, inside a trace
+        when one of them is in the window. A call is traced whole."""
         import tensorflow as tf
 
-        if number == self.first:
+        end = number + count - 1
+        if not self.running and not self.finished and number <= self.last and end >= self.first:
             os.makedirs(self.logdir, exist_ok=True)
             tf.profiler.experimental.start(self.logdir)
             self.running = True
         if not self.running:
             yield
             return
-        # The step markers let TensorBoard's Profile tab show one row per training step.
+        # The step markers let TensorBoard's Profile tab show one row per call.
         with tf.profiler.experimental.Trace("train", step_num=number, _r=1):
             yield
-        self.traced_steps += 1
-        if number == self.last:
+        self.traced_steps += count
+        first_traced = self.traced_range[0] if self.traced_range else number
+        self.traced_range = (first_traced, end)
+        if end >= self.last:
             self.close()
 
     def close(self) -> None:
@@ -119,6 +144,7 @@ class TraceWindow:
         if self.running:
             tf.profiler.experimental.stop()
             self.running = False
+            self.finished = True
 
 
 def slowest_operations(logdir: str, top: int = 10) -> list[dict]:

@@ -148,18 +148,94 @@ def flat_batches(
         mask = np.arange(list_size)[None, :] < sizes[:, None]
         for row, query in enumerate(queries):
             labels[row, : sizes[row]] = query.labels
-        positions = np.stack(
-            [
-                np.repeat(np.arange(len(queries)), sizes),
-                np.arange(sizes.sum()) - np.repeat(offsets, sizes),
-            ],
-            axis=1,
-        ).astype(np.int32)
+        positions = _positions(sizes, offsets)
         pairs = np.concatenate(
             [flat.pairs[index] + offset for index, offset in zip(indices, offsets, strict=True)]
         ).astype(np.int32)
         features = np.concatenate([query.features for query in queries])[None]
         yield FlatBatch(features, labels, mask, positions, pairs)
+
+
+@dataclass
+class BatchGroup:
+    """Consecutive flat batches that one call of the train step's tf.function trains on.
+
+    Their arrays are concatenated. Batch k has the documents
+    document_splits[k]:document_splits[k + 1] of `features` [documents, features], `labels`
+    [documents] and `positions` [documents, 2]. Its pairs are pair_splits[k]:pair_splits[k + 1]
+    of `pairs`, with indices that count from the batch's first document, as in its FlatBatch.
+    `queries` contains the number of queries of each batch.
+    """
+
+    features: np.ndarray
+    labels: np.ndarray
+    positions: np.ndarray
+    document_splits: np.ndarray
+    pairs: np.ndarray
+    pair_splits: np.ndarray
+    queries: np.ndarray
+
+    @property
+    def steps(self) -> int:
+        return len(self.queries)
+
+
+def batch_groups(
+    flat: FlatQueries,
+    batch_size: int,
+    steps: int,
+    rng: np.random.Generator | None = None,
+) -> Iterator[BatchGroup]:
+    """Yield the batches of `flat_batches` (same order, same shuffle) in groups of `steps`.
+
+    The last group of an epoch may have fewer batches.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    order = np.arange(len(flat))
+    if rng is not None:
+        rng.shuffle(order)
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    for first in range(0, len(batches), steps):
+        group = batches[first : first + steps]
+        features, labels, positions, pairs = [], [], [], []
+        document_splits, pair_splits = [0], [0]
+        for indices in group:
+            queries = [flat.queries[index] for index in indices]
+            sizes = np.array([len(query.labels) for query in queries], dtype=np.int32)
+            # int32 offsets keep the pairs int32, so that they are not copied once more.
+            offsets = np.r_[0, np.cumsum(sizes)[:-1]].astype(np.int32)
+            features.extend(query.features for query in queries)
+            labels.extend(query.labels for query in queries)
+            positions.append(_positions(sizes, offsets))
+            batch_pairs = [
+                flat.pairs[index] + offset for index, offset in zip(indices, offsets, strict=True)
+            ]
+            pairs.extend(batch_pairs)
+            document_splits.append(document_splits[-1] + int(sizes.sum()))
+            pair_splits.append(pair_splits[-1] + sum(len(p) for p in batch_pairs))
+        yield BatchGroup(
+            features=np.concatenate(features),
+            labels=np.concatenate(labels).astype(np.float32, copy=False),
+            positions=np.concatenate(positions),
+            document_splits=np.array(document_splits, dtype=np.int32),
+            pairs=np.concatenate(pairs).astype(np.int32, copy=False).reshape(-1, 2),
+            pair_splits=np.array(pair_splits, dtype=np.int32),
+            queries=np.array([len(indices) for indices in group]),
+        )
+
+
+def _positions(sizes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Return each document's (query row, position in its query) for queries of `sizes`."""
+    return np.stack(
+        [
+            np.repeat(np.arange(len(sizes)), sizes),
+            np.arange(sizes.sum()) - np.repeat(offsets, sizes),
+        ],
+        axis=1,
+    ).astype(np.int32)
 
 
 def pairwise_logistic_loss_on_pairs(scores, pairs) -> tf.Tensor:

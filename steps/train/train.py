@@ -72,6 +72,15 @@ def parse_arguments(argv=None):
         "--seed", type=int, default=42, help="seed of initialisation, dropout and shuffling"
     )
     parser.add_argument(
+        "--steps_per_execution",
+        "--steps-per-execution",
+        dest="steps_per_execution",
+        type=int,
+        default=1,
+        help="training steps that one call of the tf.function runs, as in Keras's "
+        "Model.compile; more steps per call spend less time in Python between steps",
+    )
+    parser.add_argument(
         "--profile_steps",
         "--profile-steps",
         dest="profile_steps",
@@ -88,6 +97,8 @@ def parse_arguments(argv=None):
         raise StepError(f"epochs must be at least 1, got {args.epochs}")
     if args.batch_size < 1:
         raise StepError(f"batch_size must be at least 1, got {args.batch_size}")
+    if args.steps_per_execution < 1:
+        raise StepError(f"steps_per_execution must be at least 1, got {args.steps_per_execution}")
     if not args.learning_rate > 0:
         raise StepError(f"learning_rate must be above 0, got {args.learning_rate}")
     if not 0 <= args.dropout < 1:
@@ -161,11 +172,11 @@ def tensorboard_dir() -> str:
     return contract.opt_ml("output", "tensorboard")
 
 
-def train(args, train_queries, validation_queries, num_features, timer=None):
+def train(args, train_queries, validation_queries, num_features, timer=None, trace=None):
     """Run the training loop and return (model, history, best epoch).
 
-    `timer` (a profiling.StepTimer) times each training step. With args.profile_steps, the
-    chief worker traces those steps into tensorboard_dir().
+    `timer` (a profiling.StepTimer) times each call of the training function, and `trace` (a
+    profiling.TraceWindow), when given, traces the calls of its steps.
     """
     import keras
     import numpy as np
@@ -186,13 +197,10 @@ def train(args, train_queries, validation_queries, num_features, timer=None):
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
 
-    # The batch arrives in ranking.flat_batches' layout: the documents of all its queries in
-    # one list, without padding. The model scores each document on its own, so the scores
-    # are those of the padded layout, at a fraction of its cost. Each loss gets only the
-    # arrays it reads, because every argument is copied into a tensor at every step.
-    features_spec = tf.TensorSpec([1, None, num_features], tf.float32)
-
-    @tf.function(input_signature=[features_spec, tf.TensorSpec([None, 2], tf.int32)])
+    # Each batch is in ranking.flat_batches' layout: the documents of all its queries in one
+    # list, without padding. The model scores each document on its own, so the scores are
+    # those of the padded layout, at a fraction of its cost. Each loss gets only the arrays it
+    # reads, because every argument is copied into a tensor at every call.
     def pairwise_step(features, pairs):
         with tf.GradientTape() as tape:
             scores = model(features, training=True)[0]
@@ -200,27 +208,65 @@ def train(args, train_queries, validation_queries, num_features, timer=None):
         apply_gradients(tape, loss)
         return loss
 
-    @tf.function(
-        input_signature=[
-            features_spec,
-            tf.TensorSpec([None, None], tf.float32),
-            tf.TensorSpec([None, None], tf.bool),
-            tf.TensorSpec([None, 2], tf.int32),
-        ]
-    )
-    def listwise_step(features, labels, mask, positions):
+    def listwise_step(features, labels, positions):
+        # The listwise loss needs labels and scores in the padded [queries, list size] layout.
+        shape = tf.reduce_max(positions, axis=0) + 1
+        padded_labels = tf.scatter_nd(positions, labels, shape)
+        mask = tf.scatter_nd(positions, tf.ones_like(labels), shape) > 0
         with tf.GradientTape() as tape:
             scores = model(features, training=True)[0]
-            # The listwise loss needs the scores in the padded [queries, list size] layout.
-            padded_scores = tf.scatter_nd(positions, scores, tf.shape(labels))
-            loss = loss_function(labels, padded_scores, mask)
+            padded_scores = tf.scatter_nd(positions, scores, shape)
+            loss = loss_function(padded_labels, padded_scores, mask)
         apply_gradients(tape, loss)
         return loss
 
-    def train_step(batch):
+    # One call runs every batch of a ranking.BatchGroup in a graph loop, so Python's cost of a
+    # call is paid once per group. Each batch gets the same training step as in its own call.
+    features_spec = tf.TensorSpec([None, num_features], tf.float32)
+    splits_spec = tf.TensorSpec([None], tf.int32)
+
+    def run_steps(step, features, document_splits, arrays, splits):
+        steps = tf.shape(document_splits)[0] - 1
+        losses = tf.TensorArray(tf.float32, size=steps)
+        for index in tf.range(steps):
+            start, end = document_splits[index], document_splits[index + 1]
+            batch_arrays = [
+                array[start:end] if split is None else array[split[index] : split[index + 1]]
+                for array, split in zip(arrays, splits, strict=True)
+            ]
+            losses = losses.write(index, step(features[start:end][None], *batch_arrays))
+        return losses.stack()
+
+    @tf.function(
+        input_signature=[
+            features_spec,
+            splits_spec,
+            tf.TensorSpec([None, 2], tf.int32),
+            splits_spec,
+        ]
+    )
+    def pairwise_steps(features, document_splits, pairs, pair_splits):
+        return run_steps(pairwise_step, features, document_splits, [pairs], [pair_splits])
+
+    @tf.function(
+        input_signature=[
+            features_spec,
+            splits_spec,
+            tf.TensorSpec([None], tf.float32),
+            tf.TensorSpec([None, 2], tf.int32),
+        ]
+    )
+    def listwise_steps(features, document_splits, labels, positions):
+        return run_steps(
+            listwise_step, features, document_splits, [labels, positions], [None, None]
+        )
+
+    def train_steps(group):
         if args.loss == "pairwise_logistic":
-            return pairwise_step(batch.features, batch.pairs)
-        return listwise_step(batch.features, batch.labels, batch.mask, batch.positions)
+            return pairwise_steps(
+                group.features, group.document_splits, group.pairs, group.pair_splits
+            )
+        return listwise_steps(group.features, group.document_splits, group.labels, group.positions)
 
     # Each worker trains on its own share of the queries.
     train_queries = distributed.shard(train_queries)
@@ -230,20 +276,19 @@ def train(args, train_queries, validation_queries, num_features, timer=None):
     distributed.broadcast_variables(optimizer.variables)
     rng = np.random.default_rng(args.seed + distributed.rank())
     timer = timer or profiling.StepTimer()
-    trace = None
-    if args.profile_steps and distributed.is_chief():
-        trace = profiling.TraceWindow(tensorboard_dir(), *args.profile_steps)
     step = 0
     history = []
     best_ndcg, best_epoch, best_weights = -1.0, 0, None
     for epoch in range(1, args.epochs + 1):
         loss_sum, query_count = 0.0, 0
-        for batch in timer.batches(ranking.flat_batches(flat_queries, args.batch_size, rng)):
-            step += 1
-            with trace.step(step) if trace else contextlib.nullcontext():
-                loss = float(train_step(batch))
-            loss_sum += loss * batch.queries
-            query_count += batch.queries
+        groups = ranking.batch_groups(flat_queries, args.batch_size, args.steps_per_execution, rng)
+        for group in timer.batches(groups, steps=lambda group: group.steps):
+            with trace.step(step + 1, group.steps) if trace else contextlib.nullcontext():
+                losses = train_steps(group).numpy()
+            step += group.steps
+            for loss, queries in zip(losses, group.queries, strict=True):
+                loss_sum += float(loss) * int(queries)
+                query_count += int(queries)
         train_loss = distributed.mean_across_workers(loss_sum / query_count)
         validation_ndcg = mean_ndcg_at_10(model, validation_queries, args.batch_size)
         history.append(
@@ -284,18 +329,24 @@ def main():
         )
 
     timer = profiling.StepTimer()
-    model, history, best_epoch = train(args, train_queries, validation_queries, num_features, timer)
+    trace = None
+    if args.profile_steps and distributed.is_chief():
+        trace = profiling.TraceWindow(tensorboard_dir(), *args.profile_steps)
+    model, history, best_epoch = train(
+        args, train_queries, validation_queries, num_features, timer, trace
+    )
     best = history[best_epoch - 1]
     step_time = timer.summary()
     if distributed.is_chief() and "ms_per_step" in step_time:
         log.info(
             "step time: %.2f ms per step (input %.2f ms, compute %.2f ms, input share %.1f%%), "
-            "%d steps, first step %.0f ms",
+            "%d steps, first call (%d steps) %.0f ms",
             step_time["ms_per_step"],
             step_time["input_ms_per_step"],
             step_time["compute_ms_per_step"],
             100 * step_time["input_share"],
             step_time["steps"],
+            step_time["first_call_steps"],
             step_time["first_step_ms"],
         )
     log.info(
@@ -328,6 +379,7 @@ def main():
             "dropout": args.dropout,
             "loss": args.loss,
             "seed": args.seed,
+            "steps_per_execution": args.steps_per_execution,
         },
         "num_features": num_features,
         "data": {
@@ -343,16 +395,21 @@ def main():
     with open(os.path.join(output_data_dir, "history.json"), "w", encoding="utf-8") as file:
         json.dump(history, file, indent=2)
     log.info("saved model.keras and training_summary.json to %s", model_dir)
-    if args.profile_steps:
-        write_profile(args.profile_steps, step_time)
+    if trace is not None:
+        write_profile(trace, step_time)
 
 
-def write_profile(step_range, step_time) -> None:
+def write_profile(trace, step_time) -> None:
     """Write step_time.json, the step-time breakdown with the trace's slowest operations, next
     to the trace in tensorboard_dir(), and print the slowest operations."""
     folder = tensorboard_dir()
     operations = profiling.slowest_operations(folder)
-    profile = {"traced_steps": list(step_range), **step_time, "slowest_operations": operations}
+    # A call of several steps is traced whole, so the traced steps can exceed the window.
+    profile = {
+        "traced_steps": list(trace.traced_range or ()),
+        **step_time,
+        "slowest_operations": operations,
+    }
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "step_time.json"), "w", encoding="utf-8") as file:
         json.dump(profile, file, indent=2)

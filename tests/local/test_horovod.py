@@ -353,3 +353,32 @@ def test_two_ranks_match_one_process(aws: EmbeddedAWS) -> None:
     np.testing.assert_allclose(
         distributed.metrics["train:loss"], single.metrics["train:loss"], rtol=0, atol=1e-3
     )
+
+
+def test_two_ranks_several_steps_per_call(aws: EmbeddedAWS) -> None:
+    """Horovod's allreduce in the graph loop of several steps per call trains as one step per
+    call does: the two jobs print the same metrics."""
+    write_fixture_splits(aws)
+    upload_train_step(aws)
+    channels = ("train", "validation")
+    hyperparameters = {**FULL_BATCH, "batch_size": "2", "dropout": "0.1"}
+    metric_lines = {}
+    for steps in ("1", "3"):
+        lines, sink = collect_lines()
+        result = run_training_job(
+            aws,
+            distributed_request(
+                f"train-2-steps-{steps}",
+                "train/train.py",
+                2,
+                1,
+                {**hyperparameters, "steps_per_execution": steps},
+                channels,
+            ),
+            aws.environment(),
+            sink,
+        )
+        assert result.status == "Completed", result.log_tail(40)
+        metric_lines[steps] = [line for _, line in lines if line.startswith("epoch=")]
+    assert len(metric_lines["1"]) == 4
+    assert metric_lines["3"] == metric_lines["1"]

@@ -109,3 +109,33 @@ def test_flat_queries_reject_empty_query() -> None:
     empty = ranking.Query(1, np.arange(0), np.zeros(0, np.float32), np.zeros((0, 6), np.float32))
     with pytest.raises(ValueError, match="query 1 has no documents"):
         ranking.FlatQueries([empty])
+
+
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_batch_groups_concatenate_batches(steps: int) -> None:
+    queries = make_queries(5, count=11)
+    flat = ranking.FlatQueries(queries)
+    batches = list(ranking.flat_batches(flat, 2, np.random.default_rng(3)))
+    groups = list(ranking.batch_groups(flat, 2, steps, np.random.default_rng(3)))
+
+    assert [group.steps for group in groups] == [
+        min(steps, len(batches) - first) for first in range(0, len(batches), steps)
+    ]
+    grouped = iter(batches)
+    for group in groups:
+        for index in range(group.steps):
+            batch = next(grouped)
+            documents = slice(group.document_splits[index], group.document_splits[index + 1])
+            pairs = slice(group.pair_splits[index], group.pair_splits[index + 1])
+            np.testing.assert_array_equal(group.features[documents], batch.features[0])
+            np.testing.assert_array_equal(group.positions[documents], batch.positions)
+            np.testing.assert_array_equal(
+                group.labels[documents], batch.labels[tuple(batch.positions.T)]
+            )
+            np.testing.assert_array_equal(group.pairs[pairs], batch.pairs)
+            assert group.queries[index] == batch.queries
+
+
+def test_batch_groups_reject_zero_steps() -> None:
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        list(ranking.batch_groups(ranking.FlatQueries(make_queries(1)), 2, 0))

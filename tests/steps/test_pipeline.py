@@ -263,6 +263,25 @@ def test_train_is_deterministic(chain):
     assert again.stdout == chain.results["train"].stdout
 
 
+@pytest.mark.parametrize("loss", ["softmax", "pairwise_logistic"])
+def test_steps_per_execution_keeps_history(chain, loss):
+    """Several steps per call train exactly as one step per call: same losses and metrics."""
+    runs = {}
+    for steps in (1, 3):
+        name = f"train-{loss}-{steps}"
+        arguments = [*TRAIN_ARGUMENTS, "--loss", loss, "--steps_per_execution", steps]
+        result = run_step(
+            "train/train.py",
+            arguments,
+            chain.root / name / "opt" / "ml",
+            training_env(chain.root, chain.prepared, name),
+        )
+        assert result.returncode == 0, describe(result)
+        runs[steps] = result
+    assert runs[3].stdout == runs[1].stdout
+    assert len(runs[1].stdout.splitlines()) == 12
+
+
 def test_predict_writes_one_file_per_instance(chain):
     files = sorted(path.name for path in chain.predictions.iterdir())
     assert files == ["predictions-algo-1.parquet", "predictions-algo-2.parquet"]

@@ -37,6 +37,18 @@ def test_timer_leaves_out_first_step() -> None:
     )
 
 
+def test_timer_counts_steps_per_call() -> None:
+    timer = profiling.StepTimer()
+    calls = [4, 4, 2, 4, 4, 2]
+    assert list(timer.batches(calls, steps=lambda steps: steps)) == calls
+    summary = timer.summary()
+    assert summary["steps"] == 20
+    assert summary["first_call_steps"] == 4
+    inputs, computes = sum(timer.input_seconds[1:]), sum(timer.compute_seconds[1:])
+    assert summary["ms_per_step"] == pytest.approx(1000 * (inputs + computes) / 16)
+    assert summary["input_ms_per_step"] == pytest.approx(1000 * inputs / 16)
+
+
 def test_timer_with_one_step() -> None:
     timer = profiling.StepTimer()
     list(timer.batches([1]))
@@ -64,6 +76,22 @@ def test_trace_window_writes_operations(tmp_path: Path) -> None:
     assert "MatMul" in " ".join(operation["type"] for operation in operations)
     assert sum(operation["share"] for operation in operations) <= 1.0 + 1e-9
     json.dumps(operations)
+
+
+def test_trace_window_traces_whole_calls(tmp_path: Path) -> None:
+    window = profiling.TraceWindow(str(tmp_path), 5, 9)
+    traced = []
+    # Calls of 3 steps: 1-3, 4-6, 7-9, 10-12. Steps 5 to 9 are in the calls 4-6 and 7-9.
+    for number in range(1, 13, 3):
+        with window.step(number, 3):
+            if window.running:
+                traced.append(number)
+            tf.constant(1.0) + 1.0
+    assert traced == [4, 7]
+    assert window.traced_steps == 6
+    assert window.traced_range == (4, 9)
+    assert not window.running
+    assert list(tmp_path.glob("plugins/profile/*/*.xplane.pb"))
 
 
 def test_trace_window_closes_short_loop(tmp_path: Path) -> None:

@@ -31,14 +31,19 @@ def test_profile_train_writes_trace(tmp_path: Path, capsys) -> None:
     folder = profile_folder(workspace, train["name"])
     assert list(folder.glob("plugins/profile/*/*.xplane.pb"))
     profile = json.loads((folder / "step_time.json").read_text())
-    assert profile["traced_steps"] == [5, 25]
+    # Each call of steps_per_execution steps is traced whole, so the traced calls span at
+    # least the steps 5 to 25 that the job ran.
+    first, last = profile["traced_steps"]
     assert profile["steps"] > 5
+    assert 1 <= first <= 5
+    assert last >= min(25, profile["steps"])
+    assert last <= profile["steps"]
     assert 0.0 <= profile["input_share"] <= 1.0
     assert profile["slowest_operations"]
 
     # The breakdown is printed, and the TensorBoard folder is uploaded as SageMaker does.
     assert "ms per step: waiting for input" in output
-    assert "Slowest TensorFlow operations in steps 5 to 25" in output
+    assert f"Slowest TensorFlow operations in steps {first} to {last}" in output
     assert profile["slowest_operations"][0]["type"] in output
     tensorboard = train["outputs"]["model"].rsplit("/", 3)[0] + "/tensorboard"
     mirror = workspace / "s3" / tensorboard.removeprefix("s3://")
