@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import statistics
 import subprocess
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 HYPERPARAMETERS = [
     "--epochs", "30", "--batch_size", "8", "--learning_rate", "0.001",
     "--hidden_units", "128,64", "--dropout", "0.1", "--loss", "pairwise_logistic", "--seed", "42",
-    "--steps_per_execution", "32",
+    "--steps_per_execution", "32", "--intra_op_parallelism_threads", "1",
 ]  # fmt: skip
 
 
@@ -61,22 +62,9 @@ def steps_folder(version: str, scratch: Path) -> Path:
     return target / "steps"
 
 
-def measure(steps: Path, data: Path, batches_function: str) -> dict:
-    """Run one training loop of the train.py in `steps` and return its timings (in this process)."""
-    sys.path.insert(0, str(steps))
-    spec = importlib.util.spec_from_file_location("train_under_test", steps / "train" / "train.py")
-    train_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_module)
-    from common import ranking
-
-    inputs: list[float] = []
-    computes: list[float] = []
-    # Training steps of each item: a batch is one step, and a BatchGroup contains several.
-    step_counts: list[int] = []
-    # Process CPU seconds (all threads) at each step's start; less sensitive than wall time to
-    # other processes on a busy machine.
-    cpu_marks: list[float] = []
-    original = getattr(ranking, batches_function)
+def wrap_batches(ranking, name, inputs, computes, step_counts, cpu_marks) -> None:
+    """Replace the batch generator `ranking.<name>` with one that times each item."""
+    original = getattr(ranking, name)
 
     def timed_batches(*args, **kwargs):
         iterator = iter(original(*args, **kwargs))
@@ -95,15 +83,56 @@ def measure(steps: Path, data: Path, batches_function: str) -> dict:
             step_counts.append(getattr(batch, "steps", 1))
             yield batch
 
-    setattr(ranking, batches_function, timed_batches)
+    setattr(ranking, name, timed_batches)
+
+
+def measure(steps: Path, data: Path, batches_function: str) -> dict:
+    """Run one training loop of the train.py in `steps` and return its timings (in this process)."""
+    sys.path.insert(0, str(steps))
+    spec = importlib.util.spec_from_file_location("train_under_test", steps / "train" / "train.py")
+    train_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_module)
+    from common import ranking
+
+    inputs: list[float] = []
+    computes: list[float] = []
+    # Training steps of each item: a batch is one step, and a BatchGroup contains several.
+    step_counts: list[int] = []
+    # Process CPU seconds (all threads) at each step's start; less sensitive than wall time to
+    # other processes on a busy machine.
+    cpu_marks: list[float] = []
     args = train_module.parse_arguments(HYPERPARAMETERS)
     train_queries, _ = train_module.load_queries(str(data / "train"), "train")
     validation_queries, _ = train_module.load_queries(str(data / "validation"), "validation")
     num_features = train_queries[0].features.shape[1]
     started = time.perf_counter()
-    _, history, best_epoch = train_module.train(
-        args, train_queries, validation_queries, num_features
-    )
+    if "timer" in inspect.signature(train_module.train).parameters:
+        # The loop times itself: its StepTimer measures the time it waits for each item,
+        # also when a background thread builds the items.
+        from common import profiling
+
+        class CpuMarkingTimer(profiling.StepTimer):
+            def batches(self, iterable, **kwargs):
+                iterator = super().batches(iterable, **kwargs)
+                while True:
+                    cpu_marks.append(time.process_time())
+                    try:
+                        item = next(iterator)
+                    except StopIteration:
+                        return
+                    yield item
+
+        timer = CpuMarkingTimer()
+        _, history, best_epoch = train_module.train(
+            args, train_queries, validation_queries, num_features, timer
+        )
+        inputs, computes = timer.input_seconds, timer.compute_seconds
+        step_counts = getattr(timer, "step_counts", [1] * len(inputs))
+    else:
+        wrap_batches(ranking, batches_function, inputs, computes, step_counts, cpu_marks)
+        _, history, best_epoch = train_module.train(
+            args, train_queries, validation_queries, num_features
+        )
     total = time.perf_counter() - started
     steady_input, steady_compute, steady_steps = inputs[1:], computes[1:], step_counts[1:]
     steps = sum(steady_steps)

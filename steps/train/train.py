@@ -1,9 +1,10 @@
-"""Train step (SageMaker Training, TensorFlow 2 with Keras 3): fit the listwise ranking model.
+"""Train step (SageMaker Training, TensorFlow 2 with Keras 3): fit the ranking model.
 
 Reads the Parquet channels `train` and `validation` (SM_CHANNEL_TRAIN, SM_CHANNEL_VALIDATION),
-trains with a custom tf.GradientTape loop, and writes `model.keras` and
-`training_summary.json` to SM_MODEL_DIR and `history.json` to SM_OUTPUT_DATA_DIR. After
-each epoch it prints one metrics line to stdout:
+trains with a custom tf.GradientTape loop (`steps_per_execution` steps per tf.function call,
+with the next batches and their dropout masks built by a background thread), and writes
+`model.keras` and `training_summary.json` to SM_MODEL_DIR and `history.json` to
+SM_OUTPUT_DATA_DIR. After each epoch it prints one metrics line to stdout:
 
     epoch=3 train:loss=0.8120 validation:ndcg@10=0.4411 validation:best_ndcg@10=0.4502
 
@@ -20,6 +21,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import contextlib  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
@@ -81,6 +83,15 @@ def parse_arguments(argv=None):
         "Model.compile; more steps per call spend less time in Python between steps",
     )
     parser.add_argument(
+        "--intra_op_parallelism_threads",
+        "--intra-op-parallelism-threads",
+        dest="intra_op_parallelism_threads",
+        type=int,
+        default=0,
+        help="threads that one TensorFlow operation may use; 0 lets TensorFlow choose. With "
+        "small operations on few cores, 1 is faster: operations then run side by side",
+    )
+    parser.add_argument(
         "--profile_steps",
         "--profile-steps",
         dest="profile_steps",
@@ -99,6 +110,11 @@ def parse_arguments(argv=None):
         raise StepError(f"batch_size must be at least 1, got {args.batch_size}")
     if args.steps_per_execution < 1:
         raise StepError(f"steps_per_execution must be at least 1, got {args.steps_per_execution}")
+    if args.intra_op_parallelism_threads < 0:
+        raise StepError(
+            "intra_op_parallelism_threads must be 0 (TensorFlow's choice) or more, "
+            f"got {args.intra_op_parallelism_threads}"
+        )
     if not args.learning_rate > 0:
         raise StepError(f"learning_rate must be above 0, got {args.learning_rate}")
     if not 0 <= args.dropout < 1:
@@ -182,8 +198,14 @@ def train(args, train_queries, validation_queries, num_features, timer=None, tra
     import numpy as np
     import tensorflow as tf
 
-    from common import ranking
+    from common import prefetch, ranking
 
+    if args.intra_op_parallelism_threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_parallelism_threads)
+        except RuntimeError as error:
+            # TensorFlow takes the setting only before it runs its first operation.
+            log.warning("intra_op_parallelism_threads not applied: %s", error)
     keras.utils.set_random_seed(args.seed)
     tf.config.experimental.enable_op_determinism()
 
@@ -200,21 +222,22 @@ def train(args, train_queries, validation_queries, num_features, timer=None, tra
     # Each batch is in ranking.flat_batches' layout: the documents of all its queries in one
     # list, without padding. The model scores each document on its own, so the scores are
     # those of the padded layout, at a fraction of its cost. Each loss gets only the arrays it
-    # reads, because every argument is copied into a tensor at every call.
-    def pairwise_step(features, pairs):
+    # reads, because every argument is copied into a tensor at every call. The dropout masks
+    # come from ranking.dropout_masks, drawn with the batches.
+    def pairwise_step(features, masks, pairs):
         with tf.GradientTape() as tape:
-            scores = model(features, training=True)[0]
+            scores = ranking.training_scores(model, features, masks)
             loss = ranking.pairwise_logistic_loss_on_pairs(scores, pairs)
         apply_gradients(tape, loss)
         return loss
 
-    def listwise_step(features, labels, positions):
+    def listwise_step(features, masks, labels, positions):
         # The listwise loss needs labels and scores in the padded [queries, list size] layout.
         shape = tf.reduce_max(positions, axis=0) + 1
         padded_labels = tf.scatter_nd(positions, labels, shape)
         mask = tf.scatter_nd(positions, tf.ones_like(labels), shape) > 0
         with tf.GradientTape() as tape:
-            scores = model(features, training=True)[0]
+            scores = ranking.training_scores(model, features, masks)
             padded_scores = tf.scatter_nd(positions, scores, shape)
             loss = loss_function(padded_labels, padded_scores, mask)
         apply_gradients(tape, loss)
@@ -224,49 +247,58 @@ def train(args, train_queries, validation_queries, num_features, timer=None, tra
     # call is paid once per group. Each batch gets the same training step as in its own call.
     features_spec = tf.TensorSpec([None, num_features], tf.float32)
     splits_spec = tf.TensorSpec([None], tf.int32)
+    masks_spec = [tf.TensorSpec([None, units], tf.float32) for units in args.hidden_units]
+    if args.dropout == 0:
+        masks_spec = []
 
-    def run_steps(step, features, document_splits, arrays, splits):
+    def run_steps(step, features, masks, document_splits, arrays, splits):
         steps = tf.shape(document_splits)[0] - 1
         losses = tf.TensorArray(tf.float32, size=steps)
         for index in tf.range(steps):
             start, end = document_splits[index], document_splits[index + 1]
+            batch_masks = [layer_masks[start:end] for layer_masks in masks]
             batch_arrays = [
                 array[start:end] if split is None else array[split[index] : split[index + 1]]
                 for array, split in zip(arrays, splits, strict=True)
             ]
-            losses = losses.write(index, step(features[start:end][None], *batch_arrays))
+            loss = step(features[start:end], batch_masks, *batch_arrays)
+            losses = losses.write(index, loss)
         return losses.stack()
 
     @tf.function(
         input_signature=[
             features_spec,
+            masks_spec,
             splits_spec,
             tf.TensorSpec([None, 2], tf.int32),
             splits_spec,
         ]
     )
-    def pairwise_steps(features, document_splits, pairs, pair_splits):
-        return run_steps(pairwise_step, features, document_splits, [pairs], [pair_splits])
+    def pairwise_steps(features, masks, document_splits, pairs, pair_splits):
+        return run_steps(pairwise_step, features, masks, document_splits, [pairs], [pair_splits])
 
     @tf.function(
         input_signature=[
             features_spec,
+            masks_spec,
             splits_spec,
             tf.TensorSpec([None], tf.float32),
             tf.TensorSpec([None, 2], tf.int32),
         ]
     )
-    def listwise_steps(features, document_splits, labels, positions):
+    def listwise_steps(features, masks, document_splits, labels, positions):
         return run_steps(
-            listwise_step, features, document_splits, [labels, positions], [None, None]
+            listwise_step, features, masks, document_splits, [labels, positions], [None, None]
         )
 
-    def train_steps(group):
+    def train_steps(group, masks):
         if args.loss == "pairwise_logistic":
             return pairwise_steps(
-                group.features, group.document_splits, group.pairs, group.pair_splits
+                group.features, masks, group.document_splits, group.pairs, group.pair_splits
             )
-        return listwise_steps(group.features, group.document_splits, group.labels, group.positions)
+        return listwise_steps(
+            group.features, masks, group.document_splits, group.labels, group.positions
+        )
 
     # Each worker trains on its own share of the queries.
     train_queries = distributed.shard(train_queries)
@@ -275,34 +307,51 @@ def train(args, train_queries, validation_queries, num_features, timer=None, tra
     distributed.broadcast_variables(model.variables)
     distributed.broadcast_variables(optimizer.variables)
     rng = np.random.default_rng(args.seed + distributed.rank())
+    # Dropout draws from a stream of its own, so the shuffle stays that of `rng` alone.
+    dropout_rng = np.random.default_rng([args.seed, distributed.rank()])
     timer = timer or profiling.StepTimer()
     step = 0
     history = []
     best_ndcg, best_epoch, best_weights = -1.0, 0, None
-    for epoch in range(1, args.epochs + 1):
-        loss_sum, query_count = 0.0, 0
-        groups = ranking.batch_groups(flat_queries, args.batch_size, args.steps_per_execution, rng)
-        for group in timer.batches(groups, steps=lambda group: group.steps):
-            with trace.step(step + 1, group.steps) if trace else contextlib.nullcontext():
-                losses = train_steps(group).numpy()
-            step += group.steps
-            for loss, queries in zip(losses, group.queries, strict=True):
-                loss_sum += float(loss) * int(queries)
-                query_count += int(queries)
-        train_loss = distributed.mean_across_workers(loss_sum / query_count)
-        validation_ndcg = mean_ndcg_at_10(model, validation_queries, args.batch_size)
-        history.append(
-            {"epoch": epoch, "train:loss": train_loss, "validation:ndcg@10": validation_ndcg}
-        )
-        if validation_ndcg > best_ndcg:
-            best_ndcg, best_epoch, best_weights = validation_ndcg, epoch, model.get_weights()
-        if distributed.is_chief():
-            print(
-                f"epoch={epoch} train:loss={train_loss:.4f} "
-                f"validation:ndcg@10={validation_ndcg:.4f} "
-                f"validation:best_ndcg@10={best_ndcg:.4f}",
-                flush=True,
+    batches_per_epoch = -(-len(flat_queries) // args.batch_size)
+    calls_per_epoch = -(-batches_per_epoch // args.steps_per_execution)
+
+    def every_epoch_groups():
+        for _ in range(args.epochs):
+            for group in ranking.batch_groups(
+                flat_queries, args.batch_size, args.steps_per_execution, rng
+            ):
+                masks = ranking.dropout_masks(
+                    dropout_rng, group.document_splits, args.hidden_units, args.dropout
+                )
+                yield group, masks
+
+    # The next groups are built while the current ones train and validate.
+    with prefetch.Prefetch(every_epoch_groups()) as groups:
+        for epoch in range(1, args.epochs + 1):
+            loss_sum, query_count = 0.0, 0
+            epoch_groups = itertools.islice(groups, calls_per_epoch)
+            for group, masks in timer.batches(epoch_groups, steps=lambda item: item[0].steps):
+                with trace.step(step + 1, group.steps) if trace else contextlib.nullcontext():
+                    losses = train_steps(group, masks).numpy()
+                step += group.steps
+                for loss, queries in zip(losses, group.queries, strict=True):
+                    loss_sum += float(loss) * int(queries)
+                    query_count += int(queries)
+            train_loss = distributed.mean_across_workers(loss_sum / query_count)
+            validation_ndcg = mean_ndcg_at_10(model, validation_queries, args.batch_size)
+            history.append(
+                {"epoch": epoch, "train:loss": train_loss, "validation:ndcg@10": validation_ndcg}
             )
+            if validation_ndcg > best_ndcg:
+                best_ndcg, best_epoch, best_weights = validation_ndcg, epoch, model.get_weights()
+            if distributed.is_chief():
+                print(
+                    f"epoch={epoch} train:loss={train_loss:.4f} "
+                    f"validation:ndcg@10={validation_ndcg:.4f} "
+                    f"validation:best_ndcg@10={best_ndcg:.4f}",
+                    flush=True,
+                )
 
     if trace is not None:
         trace.close()
@@ -380,6 +429,7 @@ def main():
             "loss": args.loss,
             "seed": args.seed,
             "steps_per_execution": args.steps_per_execution,
+            "intra_op_parallelism_threads": args.intra_op_parallelism_threads,
         },
         "num_features": num_features,
         "data": {

@@ -30,7 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 TRAIN_OPTIONS = (
     "--batch-size, --batch_size, --dropout, --epochs, --hidden-units, --hidden_units, "
-    "--learning-rate, --learning_rate, --loss, --profile-steps, --profile_steps, --seed"
+    "--intra-op-parallelism-threads, --intra_op_parallelism_threads, --learning-rate, "
+    "--learning_rate, --loss, --profile-steps, --profile_steps, --seed, --steps-per-execution, "
+    "--steps_per_execution"
 )
 EVALUATE_OPTIONS = (
     "--output-dir, --predictions-dir, --relevance-threshold, --schema-dir, --seed, --validation-dir"
