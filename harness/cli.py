@@ -565,6 +565,7 @@ def command_check(args: argparse.Namespace, console: Console) -> int:
     from harness.check import CheckError, check_steps
 
     config = _load(args)
+    _check_dataset(config)
     console.print(f"configuration: valid ({', '.join(config.sources)})")
     problems = check_steps(config)
     if problems:

@@ -23,6 +23,7 @@ from harness.check import (
     parse_help_options,
     read_accepted_options,
 )
+from harness.cli import main
 from harness.config import Config, load_config
 from harness.plan.build import build_plan
 
@@ -514,3 +515,19 @@ def test_evaluation_keys_unreadable(project: Path) -> None:
             "build evaluation.json as a dict literal assigned to a name passed to json.dump",
         )
     ]
+
+
+def test_check_reports_missing_dataset(project: Path, capsys: pytest.CaptureFixture) -> None:
+    # The copy has no sample_data/, so config.ini's dataset folder does not exist.
+    code = main(["check", "--no-run"])
+    output = capsys.readouterr()
+    assert code == 2
+    assert "dataset folder not found" in output.out + output.err
+    assert "step contracts" not in output.out
+
+
+def test_check_passes_existing_dataset(project: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["check", "--no-run", "--set", "pipeline.dataset=fixtures/letor"])
+    output = capsys.readouterr()
+    assert code == 0, output
+    assert "step contracts" in output.out
