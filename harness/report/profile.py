@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from harness.local.pipeline import RunRecord
 
 # The training steps that `--profile train` traces, unless [train] profile_steps sets others.
-# Step 1 traces and builds the tf.function graph, so the window starts after it.
+# The train step's first call builds the tf.function graph and is never traced, and the
+# window starts after step 1 for the same reason when each call runs one step.
 DEFAULT_PROFILE_STEPS = "5,25"
 
 

@@ -117,11 +117,13 @@ class TraceWindow:
     @contextlib.contextmanager
     def step(self, number: int, count: int = 1) -> Iterator[None]:
         """Run one call of training steps `number` to `number + count - 1`, inside a trace
-        when one of them is in the window. A call is traced whole."""
+        when one of them is in the window. A call is traced whole, except the first call
+        (step 1), which builds the graph and is never traced."""
         import tensorflow as tf
 
         end = number + count - 1
-        if not self.running and not self.finished and number <= self.last and end >= self.first:
+        in_window = number <= self.last and end >= self.first
+        if number > 1 and not self.running and not self.finished and in_window:
             os.makedirs(self.logdir, exist_ok=True)
             tf.profiler.experimental.start(self.logdir)
             self.running = True

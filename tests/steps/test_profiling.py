@@ -78,18 +78,30 @@ def test_trace_window_writes_operations(tmp_path: Path) -> None:
     json.dumps(operations)
 
 
-def test_trace_window_traces_whole_calls(tmp_path: Path) -> None:
-    window = profiling.TraceWindow(str(tmp_path), 5, 9)
+def traced_calls(window: profiling.TraceWindow, calls: int, steps_per_call: int) -> list[int]:
+    """Run `calls` calls of `steps_per_call` steps; return the first step of each traced one."""
     traced = []
-    # Calls of 3 steps: 1-3, 4-6, 7-9, 10-12. Steps 5 to 9 are in the calls 4-6 and 7-9.
-    for number in range(1, 13, 3):
-        with window.step(number, 3):
+    for number in range(1, calls * steps_per_call + 1, steps_per_call):
+        with window.step(number, steps_per_call):
             if window.running:
                 traced.append(number)
             tf.constant(1.0) + 1.0
-    assert traced == [4, 7]
+    return traced
+
+
+def test_trace_window_traces_whole_calls(tmp_path: Path) -> None:
+    window = profiling.TraceWindow(str(tmp_path), 5, 9)
+    # Calls of 3 steps: 1-3, 4-6, 7-9, 10-12. Steps 5 to 9 are in the calls 4-6 and 7-9.
+    assert traced_calls(window, 4, 3) == [4, 7]
     assert window.traced_steps == 6
     assert window.traced_range == (4, 9)
+
+
+def test_trace_window_skips_first_call(tmp_path: Path) -> None:
+    window = profiling.TraceWindow(str(tmp_path), 2, 5)
+    # The first call (steps 1 to 3) builds the graph, so tracing starts with steps 4 to 6.
+    assert traced_calls(window, 3, 3) == [4]
+    assert window.traced_range == (4, 6)
     assert not window.running
     assert list(tmp_path.glob("plugins/profile/*/*.xplane.pb"))
 
