@@ -305,6 +305,11 @@ def _promote(args: argparse.Namespace, config, console: Console) -> int:  # type
         raise promote.aws_failure(error) from None
     say(f"pipeline: {pipeline_arn}")
     say(f"execution: {execution_arn}")
+    from harness.tracking.recorder import finish_promotion, record_promotion
+
+    mlflow_run = record_promotion(config, plan, workspace, execution_arn, pipeline_arn, parameters)
+    if mlflow_run is not None:
+        say(f"recorded in MLflow as run {execution_arn.rsplit('/', 1)[-1]} (`harness runs`)")
     if not args.wait:
         say(
             "follow it in SageMaker Studio, with `harness promote --wait` next time, or with "
@@ -321,6 +326,8 @@ def _promote(args: argparse.Namespace, config, console: Console) -> int:  # type
         )
         return EXIT_JOB_FAILED
     say(f"execution {status}")
+    if mlflow_run is not None:
+        finish_promotion(config, workspace, mlflow_run, status)
     return 0 if status == "Succeeded" else EXIT_JOB_FAILED
 
 

@@ -13,6 +13,7 @@ import logging
 import re
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,6 +160,64 @@ class RunTracker:
             )
 
 
+def record_promotion(
+    config: Config,
+    plan: Plan,
+    workspace: Path,
+    execution_arn: str,
+    pipeline_arn: str,
+    parameters: Mapping[str, str],
+) -> str | None:
+    """Record a started cloud pipeline execution as an MLflow run. Return the run's MLflow id.
+
+    The run has a local run's parameters and tags (configuration, code digests, git commit,
+    target `cloud`), the pipeline's ARN, the execution's ARN and parameters, and the status
+    Executing until `finish_promotion` ends it. Its run id is the execution's id. Returns
+    None when tracking is off or MLflow fails (logged): promote goes on either way.
+    """
+    settings = tracking_settings(config, workspace)
+    if not settings.enabled:
+        return None
+    execution_id = execution_arn.rsplit("/", 1)[-1]
+    try:
+        tags = RunTracker(settings)._run_tags(config, plan)
+        tags.update(
+            {
+                "mlflow.runName": f"{plan.pipeline} {execution_id}",
+                "harness.run_id": execution_id,
+                "harness.status": "Executing",
+                "harness.pipeline_arn": pipeline_arn,
+                "harness.pipeline_execution_arn": execution_arn,
+            }
+        )
+        for name, value in sorted(parameters.items()):
+            tags[mlflow_name(f"harness.pipeline_parameter.{name}")] = value
+        client, experiment_id = open_client(settings)
+        run = client.create_run(experiment_id, start_time=_now_ms(), tags=tags)
+        _log_batches(client, run.info.run_id, _config_params(config), [], [])
+        return run.info.run_id
+    except Exception as error:  # noqa: BLE001 - a tracking failure must not fail the promote
+        logger.warning(
+            "execution %s is not recorded in MLflow (%s): %s", execution_id, settings.uri, error
+        )
+        return None
+
+
+def finish_promotion(config: Config, workspace: Path, mlflow_run_id: str, status: str) -> None:
+    """End the MLflow run of a followed cloud execution with the execution's final status."""
+    settings = tracking_settings(config, workspace)
+    try:
+        client, _experiment_id = open_client(settings)
+        client.set_tag(mlflow_run_id, "harness.status", status)
+        _terminate(
+            client,
+            mlflow_run_id,
+            {"Succeeded": "FINISHED", "Stopped": "KILLED"}.get(status, "FAILED"),
+        )
+    except Exception as error:  # noqa: BLE001 - a tracking failure must not fail the promote
+        logger.warning("the status of MLflow run %s is not recorded: %s", mlflow_run_id, error)
+
+
 def record_pending(client: MlflowClient, experiment_id: str, payload: dict[str, Any]) -> str:
     """Record one pending run (as `finish` left it) in MLflow; return the MLflow run id."""
     from harness.local.pipeline import RunRecord, StepOutcome
@@ -194,14 +253,10 @@ def _record(
     digests: dict[str, dict[str, str]],
     workspace: Path,
 ) -> None:
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, RunTag
 
     now = _now_ms()
-    params = [
-        Param(mlflow_name(f"{section}.{key}"), _param_value(value))
-        for section, keys in sorted(config.effective().items())
-        for key, (value, _origin) in sorted(keys.items())
-    ]
+    params = _config_params(config)
     metrics: list[Metric] = []
     tags: dict[str, str] = {
         "harness.status": record.status,
@@ -234,6 +289,17 @@ def _record(
         _record_job(client, run_id, outcome, workspace, now)
     status = {"Completed": "FINISHED", "Stopped": "KILLED"}.get(record.status, "FAILED")
     _terminate(client, run_id, status)
+
+
+def _config_params(config: Config | _RecordedConfig) -> list[Any]:
+    """Return the effective configuration as MLflow parameters named `section.key`."""
+    from mlflow.entities import Param
+
+    return [
+        Param(mlflow_name(f"{section}.{key}"), _param_value(value))
+        for section, keys in sorted(config.effective().items())
+        for key, (value, _origin) in sorted(keys.items())
+    ]
 
 
 def _record_job(

@@ -17,6 +17,8 @@ import boto3
 import pytest
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
+from harness.tracking import tracking_settings
+from harness.tracking.recorder import open_client
 from tests.support.project import REPO
 
 GUARD = REPO / "tests" / "support" / "guard"
@@ -111,7 +113,7 @@ def assert_no_other_host(tmp_path: Path) -> None:
 
 
 def test_promote_creates_pipeline_and_execution(
-    moto_endpoint: str, cloud_file: Path, tmp_path: Path
+    moto_endpoint: str, cloud_file: Path, tmp_path: Path, load
 ) -> None:
     s3 = client("s3", moto_endpoint)
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
@@ -161,6 +163,24 @@ def test_promote_creates_pipeline_and_execution(
         if p.is_file()
     )
     assert_no_other_host(tmp_path)
+
+    # The execution is recorded in MLflow (the workspace store here) by the code that records
+    # local runs, with the configuration as parameters.
+    execution_id = execution_arn.rsplit("/", 1)[-1]
+    assert f"recorded in MLflow as run {execution_id}" in result.stdout
+    config = load()
+    mlflow_client, experiment_id = open_client(tracking_settings(config, workspace))
+    (run,) = mlflow_client.search_runs([experiment_id], "tags.`harness.kind` = 'run'")
+    assert run.info.status == "RUNNING"
+    assert run.data.tags["harness.run_id"] == execution_id
+    assert run.data.tags["harness.target"] == "cloud"
+    assert run.data.tags["harness.status"] == "Executing"
+    assert run.data.tags["harness.pipeline_execution_arn"] == execution_arn
+    assert run.data.tags["harness.pipeline_arn"] == described["PipelineArn"]
+    assert run.data.tags["harness.pipeline_parameter.Threshold"] == "0.25"
+    assert run.data.tags["harness.code.train"]
+    epochs = config.section_values("train.hyperparameters")["epochs"]
+    assert run.data.params["train.hyperparameters.epochs"] == epochs
 
     # Unchanged code and data: nothing is uploaded again, and the same definition is upserted.
     again = harness(["promote", *promote_arguments(cloud_file, workspace)], tmp_path, moto_endpoint)
@@ -317,3 +337,29 @@ def test_run_cloud_target_rejects_local_options(cloud_file: Path, tmp_path: Path
     )
     assert result.returncode == 2
     assert "--no-cache: the local target's options" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("status", "mlflow_status"),
+    [("Succeeded", "FINISHED"), ("Failed", "FAILED"), ("Stopped", "KILLED")],
+)
+def test_followed_execution_ends_mlflow_run(load, tmp_path: Path, status, mlflow_status) -> None:
+    from harness.cloud.plan import cloud_plan
+    from harness.tracking.recorder import finish_promotion, record_promotion
+
+    config = load()
+    workspace = tmp_path / "ws"
+    execution_arn = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/ltr-ranking/execution/x1"
+    pipeline_arn = f"arn:aws:sagemaker:{REGION}:123456789012:pipeline/ltr-ranking"
+    run_id = record_promotion(
+        config, cloud_plan(config), workspace, execution_arn, pipeline_arn, {}
+    )
+    assert run_id is not None
+
+    finish_promotion(config, workspace, run_id, status)
+
+    mlflow_client, _ = open_client(tracking_settings(config, workspace))
+    run = mlflow_client.get_run(run_id)
+    assert run.info.status == mlflow_status
+    assert run.data.tags["harness.status"] == status
+    assert run.data.tags["harness.run_id"] == "x1"
