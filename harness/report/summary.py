@@ -162,7 +162,15 @@ def print_tuning_table(console: Console, table: dict) -> None:
         duration = "" if job.get("duration") is None else f"{job['duration']:.1f} s"
         values = [short_number(job["hyperparameters"].get(name, "")) for name in names]
         grid.add_row(marker + short, *values, objective_text, job["status"], duration)
-    console.print(grid)
+    # A log or CI output has no screen to fit, so the table keeps every value whole there.
+    console_width = console.width
+    if not console.is_terminal:
+        natural = console.measure(grid, options=console.options.update_width(10_000)).maximum
+        console.width = max(console_width, natural)
+    try:
+        console.print(grid)
+    finally:
+        console.width = console_width
     if table["best_training_job"]:
         console.print(f"* best training job, whose model the later steps use: {table['model']}")
     reasons = [
