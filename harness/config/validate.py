@@ -22,6 +22,11 @@ def validate(layered: LayeredSources, context: CheckContext) -> list[Problem]:
         origins = layered.section_origins[section]
         if spec is None:
             problems.extend(_unknown_section(section, origins))
+            # The keys of a misspelt section are checked as those of the section it resembles,
+            # so that their mistakes show in the same report.
+            close = did_you_mean(section, list(SECTIONS))
+            if close is not None and isinstance(SECTIONS[close], SectionSpec):
+                problems.extend(_check_section(SECTIONS[close], keys, context))
         elif isinstance(spec, SectionSpec):
             problems.extend(_check_section(spec, keys, context))
         else:

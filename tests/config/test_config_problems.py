@@ -613,6 +613,20 @@ def test_all_problems_reported_at_once(project: Project) -> None:
     assert len(message.splitlines()) == 7
 
 
+def test_misspelt_section_keys_checked(project: Project) -> None:
+    project.write("config.local.ini", "[trian]\ninstnce_count = 2\ninstance_type = m5.xlarge\n")
+
+    problems = project.problems()
+
+    found = [(problem.line, problem.key, problem.message, problem.fix) for problem in problems]
+    assert found[0] == (1, None, "unknown section", "rename it to [train]")
+    assert found[1][:3] == (2, "instnce_count", "unknown key")
+    assert found[1][3] == 'rename it to "instance_count"'
+    assert found[2][:2] == (3, "instance_type")
+    assert "not a SageMaker instance type" in found[2][2]
+    assert len(found) == 3
+
+
 def test_problem_str_format() -> None:
     problem = Problem(
         "config.local.ini",
