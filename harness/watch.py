@@ -55,6 +55,30 @@ def _relevant(change: watchfiles.Change, path: str) -> bool:
     return name.endswith(WATCHED_SUFFIXES)
 
 
+def snapshot(paths: Iterable[Path]) -> dict[str, int]:
+    """Return the modification time (ns) of each watched file under `paths`."""
+    times: dict[str, int] = {}
+    for path in paths:
+        files = [path] if path.is_file() else path.rglob("*")
+        for file in files:
+            name = str(file)
+            if not _relevant(watchfiles.Change.modified, name):
+                continue
+            try:
+                if file.is_file():
+                    times[name] = file.stat().st_mtime_ns
+            except OSError:
+                continue
+    return times
+
+
+def changed_files(before: dict[str, int], after: dict[str, int]) -> list[str]:
+    """Return the files added, removed or modified between two snapshots."""
+    return sorted(
+        name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
+    )
+
+
 def collect_metrics(record: RunRecord) -> dict[str, float]:
     """Return the run's evaluation metrics and the last value of each training metric."""
     metrics: dict[str, float] = {}
@@ -154,29 +178,35 @@ class Watcher:
 
     def loop(self) -> None:
         config = self.load()
+        before = snapshot(watched_paths(config))
         self.rerun()
         try:
             while not self.stop_event.is_set():
                 # The watch starts anew after each rerun, so that a file an editor replaced
-                # by renaming is watched again under its name.
+                # by renaming is watched again under its name. A file saved during the rerun,
+                # before the new watch starts, shows in the snapshot taken before the rerun.
                 paths = watched_paths(config)
-                changes = next(
-                    watchfiles.watch(
-                        *paths,
-                        watch_filter=_relevant,
-                        debounce=DEBOUNCE_MS,
-                        step=50,
-                        stop_event=self.stop_event,
-                        rust_timeout=500,
-                        yield_on_timeout=False,
-                    ),
-                    None,
-                )
-                if not changes:
-                    continue
-                names = sorted({Path(path).name for _, path in changes})
+                changed = changed_files(before, snapshot(paths))
+                if not changed:
+                    changes = next(
+                        watchfiles.watch(
+                            *paths,
+                            watch_filter=_relevant,
+                            debounce=DEBOUNCE_MS,
+                            step=50,
+                            stop_event=self.stop_event,
+                            rust_timeout=500,
+                            yield_on_timeout=False,
+                        ),
+                        None,
+                    )
+                    if not changes:
+                        continue
+                    changed = sorted({path for _, path in changes})
+                before = snapshot(paths)
+                names = sorted({Path(path).name for path in changed})
                 self.console.print(f"[bold]changed:[/bold] {', '.join(names)}")
-                self.rerun([path for _, path in changes])
+                self.rerun(changed)
                 try:
                     config = self.load()
                 except HarnessError:

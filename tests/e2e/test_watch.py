@@ -82,7 +82,12 @@ def test_edit_reruns_and_prints_metrics(project: Path, mode: str) -> None:
         output.wait_for("run took", 3, timeout=300)
     finally:
         watch.send_signal(signal.SIGINT)
-        code = watch.wait(timeout=60)
+        try:
+            code = watch.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Its workers end with it, so no process of this test outlives it.
+            watch.kill()
+            raise
 
     assert code == 130
     text = "\n".join(output.lines)
@@ -104,3 +109,37 @@ def test_edit_reruns_and_prints_metrics(project: Path, mode: str) -> None:
     assert "│ test map" in text
     # The restored file is the second run's code again, so evaluate comes from the cache.
     assert {step["step"]: step["cached"] for step in third["steps"]}["evaluate"] is True
+
+
+def test_save_during_rerun_reruns(project: Path) -> None:
+    """A file saved while a rerun runs, before the next watch starts, makes another rerun."""
+    from rich.console import Console
+
+    from harness.config import load_config
+    from harness.local.pipeline import RunRecord
+    from harness.watch import Watcher
+
+    config = load_config(
+        project / "config.ini", [project / "fixtures" / "fixtures.ini"], use_local=False
+    )
+    evaluate = project / "steps" / "evaluate" / "evaluate.py"
+    calls: list[int] = []
+
+    def run(config, aws, launcher) -> RunRecord:  # type: ignore[no-untyped-def]
+        calls.append(len(calls) + 1)
+        if len(calls) == 1:
+            # The save lands while the first run is still running.
+            evaluate.write_text(evaluate.read_text() + "\n# saved during the run\n")
+        else:
+            watcher.stop_event.set()
+        return RunRecord(f"2026120500000{len(calls)}", "ltr-ranking", "2026-12-05")
+
+    watcher = Watcher(Console(quiet=True), lambda: config, run)
+    # Without a second run, the loop waits for a save that never comes: end it after 60 s.
+    timer = threading.Timer(60, watcher.stop_event.set)
+    timer.start()
+    try:
+        watcher.loop()
+    finally:
+        timer.cancel()
+    assert calls == [1, 2]
