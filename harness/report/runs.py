@@ -11,14 +11,17 @@ from harness.tracking.query import Difference, RunSummary
 
 # Metrics shown in the list of runs, with their column headings.
 LISTED_METRICS = {
-    "train.validation:ndcg_at_10": "val NDCG@10",
+    # The validation NDCG@10 of the model the train job saved: its best epoch's.
+    "train.validation:best_ndcg_at_10": "val NDCG@10",
     "evaluate.ndcg_at_10": "test NDCG@10",
 }
 
 
 def print_runs(console: Console, runs: list[RunSummary], store: str) -> None:
     if not runs:
-        console.print(f"No runs recorded in {store} yet. Run `harness run` first.")
+        console.print(
+            f"No runs recorded in {store} yet. Run `harness run` first, with the same -c files."
+        )
         return
     table = Table(title=f"Runs in {store}", title_justify="left")
     table.add_column("run id", no_wrap=True)

@@ -118,12 +118,14 @@ class TraceWindow:
     def step(self, number: int, count: int = 1) -> Iterator[None]:
         """Run one call of training steps `number` to `number + count - 1`, inside a trace
         when one of them is in the window. A call is traced whole, except the first call
-        (step 1), which builds the graph and is never traced."""
+        (step 1), which builds the graph and is never traced. A window within the first
+        call traces the second call instead, so that a trace is always written."""
         import tensorflow as tf
 
         end = number + count - 1
-        in_window = number <= self.last and end >= self.first
-        if number > 1 and not self.running and not self.finished and in_window:
+        # Until a call is traced, any later call that reaches the window starts the trace.
+        reaches_window = end >= self.first
+        if number > 1 and not self.running and not self.finished and reaches_window:
             os.makedirs(self.logdir, exist_ok=True)
             tf.profiler.experimental.start(self.logdir)
             self.running = True

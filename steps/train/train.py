@@ -98,7 +98,8 @@ def parse_arguments(argv=None):
         default="",
         help="FIRST,LAST: trace training steps FIRST to LAST with the TensorFlow profiler into "
         "/opt/ml/output/tensorboard (default: no trace). Each call of steps_per_execution steps "
-        "is traced whole, and the first call, which builds the graph, is never traced",
+        "is traced whole, and the first call, which builds the graph, is never traced (a window "
+        "within it traces the second call)",
     )
     args, unknown = parser.parse_known_args(argv)
     if unknown:

@@ -106,6 +106,14 @@ def test_trace_window_skips_first_call(tmp_path: Path) -> None:
     assert list(tmp_path.glob("plugins/profile/*/*.xplane.pb"))
 
 
+def test_window_in_first_call_traces_second(tmp_path: Path) -> None:
+    window = profiling.TraceWindow(str(tmp_path), 2, 5)
+    # Calls of 7 steps: the window lies in the first call, so the second one is traced.
+    assert traced_calls(window, 3, 7) == [8]
+    assert window.traced_range == (8, 14)
+    assert list(tmp_path.glob("plugins/profile/*/*.xplane.pb"))
+
+
 def test_trace_window_closes_short_loop(tmp_path: Path) -> None:
     window = profiling.TraceWindow(str(tmp_path), 2, 50)
     for number in range(1, 4):
