@@ -183,26 +183,11 @@ class Watcher:
         try:
             while not self.stop_event.is_set():
                 # The watch starts anew after each rerun, so that a file an editor replaced
-                # by renaming is watched again under its name. A file saved during the rerun,
-                # before the new watch starts, shows in the snapshot taken before the rerun.
+                # by renaming is watched again under its name.
                 paths = watched_paths(config)
-                changed = changed_files(before, snapshot(paths))
+                changed = self._wait_for_changes(paths, before)
                 if not changed:
-                    changes = next(
-                        watchfiles.watch(
-                            *paths,
-                            watch_filter=_relevant,
-                            debounce=DEBOUNCE_MS,
-                            step=50,
-                            stop_event=self.stop_event,
-                            rust_timeout=500,
-                            yield_on_timeout=False,
-                        ),
-                        None,
-                    )
-                    if not changes:
-                        continue
-                    changed = sorted({path for _, path in changes})
+                    continue
                 before = snapshot(paths)
                 names = sorted({Path(path).name for path in changed})
                 self.console.print(f"[bold]changed:[/bold] {', '.join(names)}")
@@ -213,6 +198,32 @@ class Watcher:
                     pass
         finally:
             self.close()
+
+    def _wait_for_changes(self, paths: list[Path], before: dict[str, int]) -> list[str]:
+        """Return the files saved since the snapshot `before`, once there are any.
+
+        A save made before the new watch starts (during the last rerun, or while the watch
+        sets up) raises no event, so the files are also compared with `before` at once and
+        at each timeout of the watch. Returns [] when the loop is stopped.
+        """
+        missed = changed_files(before, snapshot(paths))
+        if missed:
+            return missed
+        for changes in watchfiles.watch(
+            *paths,
+            watch_filter=_relevant,
+            debounce=DEBOUNCE_MS,
+            step=50,
+            stop_event=self.stop_event,
+            rust_timeout=500,
+            yield_on_timeout=True,
+        ):
+            if changes:
+                return sorted({path for _, path in changes})
+            missed = changed_files(before, snapshot(paths))
+            if missed:
+                return missed
+        return []
 
     def close(self) -> None:
         if self.launcher is not None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.project import copy_project
+from tests.support.project import copy_project, default_sigint
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +60,7 @@ def test_edit_reruns_and_prints_metrics(project: Path, mode: str) -> None:
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=default_sigint,
     )
     output = Output(watch)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,16 @@ def fixture_run_arguments(workspace: Path) -> list[str]:
     ]
 
 
+def default_sigint() -> None:
+    """Reset SIGINT to its default in a child before it starts, for `preexec_fn`.
+
+    A shell without job control starts a background command with SIGINT ignored, and
+    children inherit that, so Python would not turn SIGINT into KeyboardInterrupt in a
+    harness that a test interrupts.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_harness(arguments: list[str]) -> subprocess.Popen[bytes]:
     """Start `harness ARGUMENTS` in the background from the repository, its output discarded."""
     return subprocess.Popen(
@@ -40,4 +51,5 @@ def start_harness(arguments: list[str]) -> subprocess.Popen[bytes]:
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=default_sigint,
     )
