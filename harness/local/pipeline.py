@@ -630,10 +630,20 @@ def _replace_strings(value: Any, swaps: dict[str, str]) -> Any:
     return value
 
 
+# Java options of the Spark driver in local jobs, which spark-submit reads from
+# SPARK_SUBMIT_OPTS. Local jobs run for seconds on small data, where the JVM's optimizing
+# compiler (C2) and G1 garbage collector cost more CPU than they save: with these, the
+# prepare job on the MSLR sample took 18.7 s instead of 23.6 s on 2 cores (README). Setting
+# SPARK_SUBMIT_OPTS, even to nothing, replaces them. Cloud jobs never get them.
+LOCAL_SPARK_SUBMIT_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
+
 def _inherited_environment() -> dict[str, str]:
-    """Return the harness process's environment minus anything that reaches real AWS."""
-    return {
+    """Return the harness process's environment minus anything that reaches real AWS, with
+    the local defaults beneath it."""
+    inherited = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("AWS_", "SAGEMAKER_", "SM_"))
     }
+    return {"SPARK_SUBMIT_OPTS": LOCAL_SPARK_SUBMIT_OPTS, **inherited}

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from harness.local.pipeline import LOCAL_SPARK_SUBMIT_OPTS
 from tests.steps.steprunner import STEPS
 
 # The steps import shared code as `common`, the way their bootstrap sets it up.
@@ -17,6 +18,8 @@ if str(STEPS) not in sys.path:
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+# The Spark driver's Java options that harness gives local jobs.
+os.environ.setdefault("SPARK_SUBMIT_OPTS", LOCAL_SPARK_SUBMIT_OPTS)
 
 
 @pytest.fixture(scope="session")

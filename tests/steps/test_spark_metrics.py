@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from common import letor, metrics
@@ -58,3 +60,12 @@ def test_spark_metrics_handle_query_without_relevant_documents(spark):
     )
     (row,) = query_metrics_frame(frame).collect()
     assert (row.ndcg_at_10, row.mrr, row.map, row.relevant_documents) == (0.0, 0.0, 0.0, 0)
+
+
+def test_driver_takes_spark_submit_opts(spark):
+    """spark-submit passes SPARK_SUBMIT_OPTS to the driver JVM, as local jobs rely on."""
+    runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    options = list(runtime.getInputArguments())
+    expected = os.environ["SPARK_SUBMIT_OPTS"].split()
+    assert expected
+    assert all(option in options for option in expected), options
