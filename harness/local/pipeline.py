@@ -632,8 +632,8 @@ def _replace_strings(value: Any, swaps: dict[str, str]) -> Any:
 
 # Java options of the Spark driver in local jobs, which spark-submit reads from
 # SPARK_SUBMIT_OPTS. Local jobs run for seconds on small data, where the JVM's optimizing
-# compiler (C2) and G1 garbage collector cost more CPU than they save: with these, the
-# prepare job on the MSLR sample took 18.7 s instead of 23.6 s on 2 cores (README). Setting
+# compiler (C2) and G1 garbage collector cost more CPU time than they save. With these
+# options, prepare on the MSLR sample took 18.7 s instead of 23.6 s on 2 cores. Setting
 # SPARK_SUBMIT_OPTS, even to nothing, replaces them. Cloud jobs never get them.
 LOCAL_SPARK_SUBMIT_OPTS = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 

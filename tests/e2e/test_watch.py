@@ -50,8 +50,7 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("mode", ["--cold", "--warm"])
 def test_edit_reruns_and_prints_metrics(project: Path, mode: str) -> None:
-    # The steps up to evaluate: the edits below reach evaluate, and explain and package would
-    # only lengthen every run.
+    # The edits below reach evaluate, so the steps after it would only lengthen every run.
     command = [
         *[sys.executable, "-m", "harness.cli", "watch", "--quiet", "--no-local"],
         *["--set", "pipeline.steps=prepare, train, predict, evaluate"],
