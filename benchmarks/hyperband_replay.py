@@ -57,7 +57,7 @@ def replay(
     max_resource: int,
     stop_lag: int,
 ) -> tuple[int, float]:
-    """Return (epochs trained, best objective of the completed jobs) under `pruner`."""
+    """Return (epochs trained, best objective of the completed and stopped jobs) under `pruner`."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(direction="maximize", pruner=pruner)
     launches = iter(sorted(curves))
@@ -86,6 +86,9 @@ def replay(
             # The job trains on while the stop reaches it.
             trained = min(epoch + stop_lag, len(values))
             epochs += trained
+            # A stopped job keeps the model of its best epoch, and the tuning job's best
+            # training job can be a stopped one (harness.tuning.records.best_record).
+            best = max(best, max(values[:trained]))
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             start(now + (trained - epoch) * epoch_seconds)
         elif epoch == len(values):
@@ -104,6 +107,13 @@ def main() -> None:
     parser.add_argument("--deals", type=int, default=100, help="bracket deals per workspace")
     parser.add_argument("--min-resource", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--max-resource", type=int, default=30)
+    parser.add_argument(
+        "--reduction-factor",
+        type=int,
+        nargs="+",
+        default=[3],
+        help="Hyperband's reduction factor (eta); harness uses Optuna's default, 3",
+    )
     parser.add_argument("--parallel", type=int, default=2, help="training jobs at once")
     parser.add_argument(
         "--stop-lag", type=int, default=1, help="epochs a job trains after the stop decision"
@@ -111,39 +121,48 @@ def main() -> None:
     args = parser.parse_args()
 
     print(
-        "| MinResource | mean epochs (of Random's) | mean gap to Random's best | "
-        "deals with a gap over 1% | by workspace: epochs, gap |"
+        "| reduction factor | MinResource | mean epochs (of Random's) | "
+        "mean gap to Random's best | deals with a gap over 1% | by workspace: epochs, gap |"
     )
-    print("|---|---|---|---|---|")
-    for min_resource in args.min_resource:
-        rows = []
-        for workspace in args.workspaces:
-            curves = read_curves(workspace)
-            random_epochs = sum(len(values) for values, _ in curves.values())
-            random_best = max(max(values) for values, _ in curves.values())
-            for deal in range(args.deals):
-                pruner = SeededHyperbandPruner(
-                    1000 + deal, min_resource=min_resource, max_resource=args.max_resource
-                )
-                epochs, best = replay(
-                    curves, pruner, args.parallel, args.max_resource, args.stop_lag
-                )
-                rows.append(
-                    (workspace.name, epochs / random_epochs, (random_best - best) / random_best)
-                )
-        by_workspace = []
-        for workspace in args.workspaces:
-            own = [row for row in rows if row[0] == workspace.name]
-            by_workspace.append(
-                f"{workspace.name} {100 * statistics.fmean(r[1] for r in own):.0f}%, "
-                f"{100 * statistics.fmean(r[2] for r in own):.2f}%"
-            )
-        print(
-            f"| {min_resource} | {100 * statistics.fmean(r[1] for r in rows):.1f}% | "
-            f"{100 * statistics.fmean(r[2] for r in rows):.2f}% | "
-            f"{100 * sum(r[2] > 0.01 for r in rows) / len(rows):.0f}% | "
-            f"{'; '.join(by_workspace)} |"
+    print("|---|---|---|---|---|---|")
+    for reduction_factor in args.reduction_factor:
+        for min_resource in args.min_resource:
+            rows = []
+            for workspace in args.workspaces:
+                curves = read_curves(workspace)
+                random_epochs = sum(len(values) for values, _ in curves.values())
+                random_best = max(max(values) for values, _ in curves.values())
+                for deal in range(args.deals):
+                    pruner = SeededHyperbandPruner(
+                        1000 + deal,
+                        min_resource=min_resource,
+                        max_resource=args.max_resource,
+                        reduction_factor=reduction_factor,
+                    )
+                    epochs, best = replay(
+                        curves, pruner, args.parallel, args.max_resource, args.stop_lag
+                    )
+                    rows.append(
+                        (workspace.name, epochs / random_epochs, (random_best - best) / random_best)
+                    )
+            print(f"| {reduction_factor} | {min_resource} | {summary(rows, args.workspaces)} |")
+
+
+def summary(rows: list[tuple[str, float, float]], workspaces: list[Path]) -> str:
+    """Return the table cells of one setting: mean epochs, mean gap, share of gaps over 1%."""
+    by_workspace = []
+    for workspace in workspaces:
+        own = [row for row in rows if row[0] == workspace.name]
+        by_workspace.append(
+            f"{workspace.name} {100 * statistics.fmean(r[1] for r in own):.0f}%, "
+            f"{100 * statistics.fmean(r[2] for r in own):.2f}%"
         )
+    return (
+        f"{100 * statistics.fmean(r[1] for r in rows):.1f}% | "
+        f"{100 * statistics.fmean(r[2] for r in rows):.2f}% | "
+        f"{100 * sum(r[2] > 0.01 for r in rows) / len(rows):.0f}% | "
+        f"{'; '.join(by_workspace)}"
+    )
 
 
 if __name__ == "__main__":

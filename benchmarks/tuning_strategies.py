@@ -45,7 +45,13 @@ hidden_units = categorical 32,16 | 64,32 | 128,64
 
 
 def run_tuning(
-    strategy: str, seed: int, max_jobs: int, parallel: int, folder: Path, min_resource: int
+    strategy: str,
+    seed: int,
+    max_jobs: int,
+    parallel: int,
+    folder: Path,
+    min_resource: int,
+    epochs: int,
 ) -> dict:
     workspace = folder / f"{strategy}-{seed}"
     settings = folder / f"{strategy}-{seed}.ini"
@@ -68,6 +74,9 @@ def run_tuning(
         "pipeline.steps=prepare,train",
         "--set",
         f"pipeline.workspace={workspace}",
+        # Hyperband's MaxResource is inferred from the epochs hyperparameter.
+        "--set",
+        f"train.hyperparameters.epochs={epochs}",
     ]
     started = time.perf_counter()
     subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
@@ -101,6 +110,12 @@ def main() -> int:
         "--min-resource", type=int, default=3, help="Hyperband's MinResource, in epochs"
     )
     parser.add_argument(
+        "--epochs",
+        type=int,
+        default=30,
+        help="epochs of each training job, and so Hyperband's MaxResource (config.ini: 30)",
+    )
+    parser.add_argument(
         "--keep",
         type=Path,
         help="keep the workspaces and trial tables in this folder instead of a temporary one",
@@ -115,7 +130,13 @@ def main() -> int:
         for seed in args.seeds:
             for strategy in args.strategies:
                 result = run_tuning(
-                    strategy, seed, args.max_jobs, args.parallel, Path(folder), args.min_resource
+                    strategy,
+                    seed,
+                    args.max_jobs,
+                    args.parallel,
+                    Path(folder),
+                    args.min_resource,
+                    args.epochs,
                 )
                 print(json.dumps(result), file=sys.stderr, flush=True)
                 results.append(result)
@@ -124,7 +145,8 @@ def main() -> int:
     print(
         f"Command: python benchmarks/tuning_strategies.py --max-jobs {args.max_jobs} "
         f"--parallel {args.parallel} --seeds {' '.join(map(str, args.seeds))} "
-        f"--min-resource {args.min_resource}\n"
+        f"--strategies {' '.join(args.strategies)} --min-resource {args.min_resource} "
+        f"--epochs {args.epochs}\n"
     )
     print("| strategy | seed | epochs trained | jobs stopped | best validation NDCG@10 | time |")
     print("|---|---|---|---|---|---|")
