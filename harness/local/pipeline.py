@@ -170,6 +170,9 @@ class LocalRunner:
             for job in self.plan.jobs:
                 outcome = self._run_step(job, record)
                 record.steps.append(outcome)
+                if job.step == "evaluate" and outcome.status == "Completed":
+                    # The summary and `harness watch` show it, with or without a condition step.
+                    record.evaluation = self._read_evaluation_report()
                 self.events.step_finished(job, outcome)
         except KeyboardInterrupt:
             record.status = "Stopped"
@@ -461,9 +464,22 @@ class LocalRunner:
             swaps[planned] = self.resolved[upstream][output]
         return _replace_strings(job.request, swaps)
 
+    def _evaluation_report_uri(self) -> str:
+        return self.resolved["evaluate"]["evaluation"].rstrip("/") + "/evaluation.json"
+
+    def _read_evaluation_report(self) -> dict[str, Any] | None:
+        """Return this run's evaluation.json, or None where it is missing or not valid JSON.
+
+        The condition step reports a bad report, with its path, as its failure.
+        """
+        try:
+            return json.loads(self.cache.mirror_path(self._evaluation_report_uri()).read_bytes())
+        except (OSError, ValueError):
+            return None
+
     def _condition(self, job: PlannedJob, record: RunRecord) -> StepOutcome:
         started = time.time()
-        report_uri = self.resolved["evaluate"]["evaluation"].rstrip("/") + "/evaluation.json"
+        report_uri = self._evaluation_report_uri()
         get = job.request["LeftValue"]["Std:JsonGet"]
         try:
             # The workspace copy of S3 is the embedded S3's durable store: no server needed.
@@ -511,9 +527,7 @@ class LocalRunner:
         )
         # The statistics file is the evaluation report itself, wherever this run found it.
         statistics = request["ModelMetrics"]["ModelQuality"]["Statistics"]
-        statistics["S3Uri"] = (
-            self.resolved["evaluate"]["evaluation"].rstrip("/") + "/evaluation.json"
-        )
+        statistics["S3Uri"] = self._evaluation_report_uri()
         explainability = request["ModelMetrics"].get("Explainability")
         if explainability is not None:
             explainability["Report"]["S3Uri"] = (
