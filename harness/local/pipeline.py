@@ -171,7 +171,8 @@ class LocalRunner:
                 outcome = self._run_step(job, record)
                 record.steps.append(outcome)
                 if job.step == "evaluate" and outcome.status == "Completed":
-                    # The summary and `harness watch` show it, with or without a condition step.
+                    # The summary, `harness watch` and the MLflow record read it, with or
+                    # without a condition step.
                     record.evaluation = self._read_evaluation_report()
                 self.events.step_finished(job, outcome)
         except KeyboardInterrupt:
@@ -470,7 +471,7 @@ class LocalRunner:
     def _read_evaluation_report(self) -> dict[str, Any] | None:
         """Return this run's evaluation.json, or None where it is missing or not valid JSON.
 
-        The condition step reports a bad report, with its path, as its failure.
+        The condition step fails on such a file and names its path.
         """
         try:
             return json.loads(self.cache.mirror_path(self._evaluation_report_uri()).read_bytes())
@@ -484,7 +485,6 @@ class LocalRunner:
         try:
             # The workspace copy of S3 is the embedded S3's durable store: no server needed.
             report = json.loads(self.cache.mirror_path(report_uri).read_bytes())
-            record.evaluation = report
             value = float(json_get(report, get["Path"]))
         except (OSError, JsonPathError, ValueError, TypeError) as error:
             return StepOutcome(

@@ -276,7 +276,8 @@ def _record(
     for step, outputs in sorted(digests.items()):
         for output, digest in sorted(outputs.items()):
             tags[mlflow_name(f"harness.data.{step}.{output}")] = digest
-    metrics.extend(_evaluation_metrics(_evaluation_report(record, workspace), now))
+    # The runner keeps evaluation.json in the record whenever the evaluate step completed.
+    metrics.extend(_evaluation_metrics(record.evaluation, now))
     if record.condition is not None:
         tags["harness.condition"] = "true" if record.condition["outcome"] else "false"
     if record.model_package_arn:
@@ -376,16 +377,6 @@ def _step_metrics(outcome: StepOutcome, now: int) -> list[Any]:
     if outcome.status != "Skipped" and not outcome.cached:
         metrics.append(Metric(f"{outcome.step}.duration_seconds", outcome.duration, now, 0))
     return metrics
-
-
-def _evaluation_report(record: RunRecord, workspace: Path) -> dict[str, Any] | None:
-    """Return evaluation.json of the run: the condition step's copy, or the evaluate step's file."""
-    if record.evaluation is not None:
-        return record.evaluation
-    local = _report_file(record, workspace, "evaluate", "evaluation", "evaluation.json")
-    if local is None or not local.is_file():
-        return None
-    return json.loads(local.read_text())
 
 
 def _report_file(

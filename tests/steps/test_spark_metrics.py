@@ -63,7 +63,7 @@ def test_spark_metrics_handle_query_without_relevant_documents(spark):
 
 
 def test_driver_takes_spark_submit_opts(spark):
-    """spark-submit passes SPARK_SUBMIT_OPTS to the driver JVM, as local jobs rely on."""
+    """spark-submit passes SPARK_SUBMIT_OPTS to the driver JVM, which local jobs rely on."""
     runtime = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
     options = list(runtime.getInputArguments())
     expected = os.environ["SPARK_SUBMIT_OPTS"].split()

@@ -136,7 +136,7 @@ def test_evaluation_metrics_match_report(two_runs) -> None:
     assert run.data.metrics["evaluate.map"] == ranking["map"]["value"]
 
 
-def test_run_record_has_evaluation_without_condition(two_runs) -> None:
+def test_evaluation_recorded_without_condition(two_runs) -> None:
     workspace, _, records = two_runs
     assert "condition" not in {step["step"] for step in records[0]["steps"]}
     assert records[0]["evaluation"] == evaluation_report(workspace, records[0])
